@@ -1,1 +1,96 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for kpod's integration tests: where the built binary and
+//! plugins are, and how to require a real peer program.
+//!
+//! Tests drive the release build that `cargo xtask dist` leaves in
+//! `<target>/dist` (`<target>` is `$CARGO_TARGET_DIR` or the workspace's
+//! `target/`); `cargo xtask test` builds it before running them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// `<target>/dist`, as left by `cargo xtask dist`.
+pub fn dist_dir() -> PathBuf {
+    target_dir().join("dist")
+}
+
+/// The kpod binary in the dist tree; panics with a hint when it is missing.
+pub fn kpod_bin() -> PathBuf {
+    let bin = dist_dir().join("bin/kpod");
+    assert!(bin.exists(), "{} is missing: run `cargo xtask dist` (cargo xtask test does)", bin.display());
+    bin
+}
+
+/// The dist plugin directory.
+pub fn dist_plugin_dir() -> PathBuf {
+    dist_dir().join("lib/kpod/plugins")
+}
+
+/// A test-only plugin library built by `cargo xtask test` (release profile),
+/// e.g. `test_plugin("kpod_example_plugin")`.
+pub fn test_plugin(crate_name: &str) -> PathBuf {
+    let lib = target_dir().join("release").join(format!("lib{crate_name}.so"));
+    assert!(lib.exists(), "{} is missing: run `cargo xtask test`", lib.display());
+    lib
+}
+
+/// A `kpod` command with a clean plugin environment (no `KPOD_PLUGIN_PATH`
+/// unless the test sets one).
+pub fn kpod() -> Command {
+    let mut cmd = Command::new(kpod_bin());
+    cmd.env_remove("KPOD_PLUGIN_PATH");
+    cmd.env("KPOD_CACHE_DIR", std::env::temp_dir().join("kpod-tests-cache"));
+    cmd
+}
+
+/// Fails the test unless `program` is on PATH, naming the Debian package that
+/// provides it. A missing peer never lets a test pass.
+pub fn require_tool(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => path,
+        None => panic!("{program} is required by this test: apt-get install {package}"),
+    }
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// stderr of an output, as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout of an output, as text.
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
