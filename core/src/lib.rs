@@ -2,6 +2,11 @@
 //!
 //! * [`plugin_host`]: finds and loads transport plugins.
 //! * [`storage`]: reads containers/storage (overlay and vfs) as podman writes it.
+//! * [`copy`]: the copy pipeline from a [`copy::SourceImage`] into a plugin destination.
 
+pub mod copy;
+pub mod error;
 pub mod plugin_host;
 pub mod storage;
+
+pub use error::{Error, Result};

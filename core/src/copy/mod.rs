@@ -1,0 +1,5 @@
+//! The copy pipeline.
+
+mod source;
+
+pub use source::{SourceImage, SourceLayer};
