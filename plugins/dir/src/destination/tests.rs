@@ -1,0 +1,207 @@
+use super::*;
+use kpod_plugin_sdk::types::ReuseCandidate;
+
+fn blob(data: &[u8]) -> BlobInfo {
+    BlobInfo::known(Digest::of(data).as_str(), data.len() as u64)
+}
+
+/// Pushes `layer` and a config and a manifest naming them; returns the
+/// manifest bytes. Does not commit.
+fn push_image(dest: &DirDestination, layer: &[u8]) -> Vec<u8> {
+    let info = dest
+        .put_blob(&mut &layer[..], &BlobInfo::unknown())
+        .unwrap();
+    assert_eq!(info.digest.as_str(), Digest::of(layer).as_str());
+    assert_eq!(info.size, layer.len() as i64);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let mut config_info = blob(config);
+    config_info.is_config = true;
+    dest.put_blob(&mut &config[..], &config_info).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{}","size":{}}}]}}"#,
+        media_types::OCI_MANIFEST,
+        media_types::OCI_CONFIG,
+        Digest::of(config),
+        config.len(),
+        media_types::OCI_LAYER,
+        Digest::of(layer),
+        layer.len()
+    )
+    .into_bytes();
+    dest.put_manifest(&manifest, media_types::OCI_MANIFEST)
+        .unwrap();
+    manifest
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn commit_writes_the_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("img");
+    let mut dest = DirDestination::open(&target).unwrap();
+    assert!(!target.exists(), "nothing is visible before commit");
+    let manifest = push_image(&dest, b"layer one");
+    dest.put_signatures(&[b"sig-a".to_vec(), b"sig-b".to_vec()])
+        .unwrap();
+    dest.commit().unwrap();
+
+    assert_eq!(
+        fs::read_to_string(target.join("version")).unwrap(),
+        VERSION_CONTENT
+    );
+    assert_eq!(fs::read(target.join("manifest.json")).unwrap(), manifest);
+    let layer_path = target.join(Digest::of(b"layer one").hex());
+    assert_eq!(fs::read(layer_path).unwrap(), b"layer one");
+    assert_eq!(fs::read(target.join("signature-1")).unwrap(), b"sig-a");
+    assert_eq!(fs::read(target.join("signature-2")).unwrap(), b"sig-b");
+    assert_eq!(names_in(tmp.path()), vec!["img"], "no staging leftovers");
+    assert_eq!(names_in(&target).len(), 6);
+}
+
+#[test]
+fn drop_without_commit_keeps_the_previous_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("img");
+    let mut first = DirDestination::open(&target).unwrap();
+    let manifest = push_image(&first, b"old layer");
+    first.commit().unwrap();
+    drop(first);
+
+    let second = DirDestination::open(&target).unwrap();
+    push_image(&second, b"new layer");
+    drop(second);
+
+    assert_eq!(fs::read(target.join("manifest.json")).unwrap(), manifest);
+    assert!(target.join(Digest::of(b"old layer").hex()).exists());
+    assert!(!target.join(Digest::of(b"new layer").hex()).exists());
+    assert_eq!(names_in(tmp.path()), vec!["img"]);
+}
+
+#[test]
+fn a_second_push_replaces_the_first_and_reuses_its_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("img");
+    let mut first = DirDestination::open(&target).unwrap();
+    push_image(&first, b"shared layer");
+    first.put_signatures(&[b"old sig".to_vec()]).unwrap();
+    first.commit().unwrap();
+
+    let mut second = DirDestination::open(&target).unwrap();
+    let query = ReuseQuery {
+        blob: blob(b"shared layer"),
+        candidates: Default::default(),
+        can_substitute: false,
+    };
+    let reused = second.try_reuse_blob(&query).unwrap().expect("reused");
+    assert_eq!(reused.size, b"shared layer".len() as i64);
+    let unknown = ReuseQuery {
+        blob: blob(b"not there"),
+        candidates: vec![ReuseCandidate {
+            blob: blob(b"shared layer"),
+            location: "".into(),
+        }]
+        .into(),
+        can_substitute: false,
+    };
+    assert!(second.try_reuse_blob(&unknown).unwrap().is_none());
+    let substitute = ReuseQuery {
+        can_substitute: true,
+        ..unknown
+    };
+    let found = second
+        .try_reuse_blob(&substitute)
+        .unwrap()
+        .expect("substitute");
+    assert_eq!(found.digest.as_str(), Digest::of(b"shared layer").as_str());
+
+    let config = br#"{"os":"linux"}"#;
+    second.put_blob(&mut &config[..], &blob(config)).unwrap();
+    second
+        .put_manifest(b"{\"schemaVersion\":2}", media_types::DOCKER_V2S2_MANIFEST)
+        .unwrap();
+    second.commit().unwrap();
+    assert_eq!(
+        fs::read(target.join(Digest::of(b"shared layer").hex())).unwrap(),
+        b"shared layer"
+    );
+    assert!(
+        !target.join("signature-1").exists(),
+        "old signatures are gone"
+    );
+    assert_eq!(names_in(tmp.path()), vec!["img"]);
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = DirDestination::open(&tmp.path().join("img")).unwrap();
+    let err = dest
+        .put_blob(&mut &b"actual"[..], &blob(b"announced"))
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Integrity);
+    let mut wrong_size = blob(b"actual");
+    wrong_size.size = 3;
+    let err = dest.put_blob(&mut &b"actual"[..], &wrong_size).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Integrity);
+    assert_eq!(names_in(dest.staging_path()), vec!["version"]);
+}
+
+#[test]
+fn a_directory_with_other_content_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("data");
+    fs::create_dir(&target).unwrap();
+    fs::write(target.join("precious"), b"x").unwrap();
+    let err = DirDestination::open(&target).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("refusing to overwrite"), "{err}");
+    fs::write(target.join("version"), b"something else").unwrap();
+    assert!(DirDestination::open(&target).is_err());
+    assert_eq!(fs::read(target.join("precious")).unwrap(), b"x");
+
+    let file = tmp.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let err = DirDestination::open(&file).err().expect("refused");
+    assert!(err.message.contains("not a directory"), "{err}");
+}
+
+#[test]
+fn an_empty_directory_is_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("empty");
+    fs::create_dir(&target).unwrap();
+    let mut dest = DirDestination::open(&target).unwrap();
+    push_image(&dest, b"layer");
+    dest.commit().unwrap();
+    assert!(target.join("manifest.json").is_file());
+}
+
+#[test]
+fn commit_needs_a_manifest_and_an_accepted_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("img");
+    let mut dest = DirDestination::open(&target).unwrap();
+    let err = dest
+        .put_manifest(b"{}", "application/vnd.oci.image.index.v1+json")
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ManifestRejected);
+    assert!(dest.commit().is_err());
+    assert!(!target.exists());
+}
+
+#[test]
+fn an_unwritable_parent_names_the_path() {
+    let err = DirDestination::open(Path::new("/proc/kpod-no-such/img"))
+        .err()
+        .expect("refused");
+    assert!(err.message.contains("/proc/kpod-no-such"), "{err}");
+}

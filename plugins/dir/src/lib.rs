@@ -1,0 +1,60 @@
+//! The `dir:PATH` transport: an image as a plain directory, laid out as
+//! containers/image writes it (`skopeo copy ... dir:PATH` reads it back):
+//!
+//! * `version` holding exactly `Directory Transport Version: 1.1\n`,
+//! * `manifest.json`, the manifest bytes as given,
+//! * one file per blob, named by the bare hex of its sha256 digest,
+//! * `signature-1` .. `signature-N`, when there are signatures.
+//!
+//! Everything is written into a temporary sibling directory
+//! (`.NAME.kpod-tmp-XXXX` next to `PATH`) and renamed over `PATH` at commit,
+//! so a push that fails leaves whatever was at `PATH` untouched. An existing
+//! `PATH` is replaced only when it is empty or was written by the dir transport
+//! (its `version` file says so); anything else is refused, as containers/image
+//! refuses it.
+
+pub mod destination;
+pub mod reference;
+
+pub use destination::{DirDestination, VERSION_CONTENT};
+
+use kpod_plugin_sdk::prelude::*;
+
+/// The plugin, as registered with [`export_plugin!`].
+pub struct DirPlugin;
+
+impl Plugin for DirPlugin {
+    fn info() -> PluginMeta {
+        PluginMeta::new("kpod-dir", env!("CARGO_PKG_VERSION")).transport(
+            "dir",
+            "a directory with the manifest, blobs and signatures as files (dir:PATH)",
+        )
+    }
+
+    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
+        check_transport(transport)?;
+        reference::parse(reference).map(|path| path.display().to_string())
+    }
+
+    fn open_destination(
+        transport: &str,
+        reference: &str,
+        _options: &PushOptions,
+    ) -> Result<Box<dyn Destination>, PluginError> {
+        check_transport(transport)?;
+        let path = reference::parse(reference)?;
+        Ok(Box::new(DirDestination::open(&path)?))
+    }
+}
+
+fn check_transport(transport: &str) -> Result<(), PluginError> {
+    if transport == "dir" {
+        Ok(())
+    } else {
+        Err(PluginError::invalid_input(format!(
+            "the dir plugin does not handle the {transport:?} transport"
+        )))
+    }
+}
+
+export_plugin!(DirPlugin);
