@@ -131,7 +131,20 @@ pub fn search_dirs(cli_dir: Option<&Path>) -> Vec<PathBuf> {
 }
 
 fn normalize(dir: &Path) -> PathBuf {
-    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+    dir.canonicalize().unwrap_or_else(|_| {
+        // Not there (yet): at least fold `..` so messages stay readable.
+        let mut out = PathBuf::new();
+        for part in dir.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    })
 }
 
 impl PluginSet {
@@ -212,7 +225,13 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, Skipped> {
     // SAFETY: loading a library runs its initialisers; the plugin directories are
     // trusted the way PATH is trusted.
     let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| not_a_plugin(first_line(&e.to_string())))?;
+        .map_err(|e| {
+            let reason = match std::error::Error::source(&e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            };
+            not_a_plugin(first_line(&reason))
+        })?;
     // SAFETY: the symbol, when present, is a `u32` static defined by export_plugin!.
     let abi = unsafe { library.get::<*const u32>(ABI_VERSION_SYMBOL.as_bytes()) }
         .map(|sym| unsafe { **sym })
@@ -224,7 +243,10 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, Skipped> {
     }
     let module = lib_header_from_path(path)
         .and_then(|header| header.init_root_module::<PluginModRef>())
-        .map_err(|e| refused(describe_library_error(&e)))?;
+        .map_err(|e| {
+            log::debug!("loading {}: {e}", path.display());
+            refused(describe_library_error(&e))
+        })?;
     // The library stays loaded for the life of the process (abi_stable leaks its
     // own handle too), so its code and statics remain valid.
     std::mem::forget(library);

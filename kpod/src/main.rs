@@ -1,1 +1,79 @@
-fn main() {}
+//! kpod: push container images from local storage to anywhere.
+
+mod cli;
+mod destination;
+mod options;
+mod plugins_cmd;
+mod push;
+
+use clap::Parser;
+use cli::{Cli, Command, LogLevel};
+use kpod_core::plugin_host::{search_dirs, PluginSet};
+use std::process::ExitCode;
+
+/// Exit code of a failed command (podman's).
+const EXIT_FAILURE: u8 = 125;
+
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(filter)
+        .format(|buf, record| {
+            use std::io::Write;
+            let word = match record.level() {
+                log::Level::Error => "Error",
+                log::Level::Warn => "Warning",
+                log::Level::Info => "Info",
+                log::Level::Debug => "Debug",
+                log::Level::Trace => "Trace",
+            };
+            writeln!(buf, "{word}: {}", record.args())
+        })
+        .init();
+}
+
+fn load_plugins(cli: &Cli, warn: bool) -> PluginSet {
+    let plugins = PluginSet::load(&search_dirs(cli.plugin_dir.as_deref()));
+    for skipped in plugins.skipped.iter().filter(|_| warn) {
+        log::warn!("{}", skipped.message());
+    }
+    for s in &plugins.shadowed {
+        log::info!(
+            "transport {:?} of {} is shadowed by {}",
+            s.transport,
+            s.path.display(),
+            s.winner.display()
+        );
+    }
+    plugins
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Plugins => {
+            plugins_cmd::run(&load_plugins(cli, false));
+            Ok(())
+        }
+        Command::Push(args) => push::run(&load_plugins(cli, true), args),
+        Command::Images(_) => anyhow::bail!("kpod images: local storage support is not part of this build yet"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let text = format!("{err:#}").replace('\n', " ");
+            eprintln!("Error: {text}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -368,7 +368,7 @@ macro_rules! export_plugin {
         pub static KPOD_PLUGIN_ABI_VERSION: u32 = $abi;
 
         #[doc(hidden)]
-        #[unsafe(export_name = "_as_0lib_1header_0root_bmodule_bloader")]
+        #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static __KPOD_PLUGIN_LIB_HEADER: $crate::abi_stable::library::LibHeader = {
             extern "C" fn __kpod_root_module() -> $crate::abi_stable::library::RootModuleResult {
                 $crate::abi_stable::library::__call_root_module_loader(

@@ -107,7 +107,7 @@ impl RootModule for PluginModRef {
 /// [`crate::export_plugin!`] defines by hand so that plugin crates need no direct
 /// `abi_stable` dependency.
 #[doc(hidden)]
-pub const ROOT_MODULE_LOADER_NAME: &str = "_as_0lib_1header_0root_bmodule_bloader";
+pub const ROOT_MODULE_LOADER_NAME: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 #[cfg(test)]
 mod tests {
