@@ -1,1 +1,61 @@
-//! placeholder
+//! The `oci:PATH[:TAG]` transport: an OCI image layout directory, as
+//! containers/image, umoci and buildah read and write it:
+//!
+//! * `oci-layout` holding `{"imageLayoutVersion":"1.0.0"}`,
+//! * `blobs/sha256/<hex>` for every blob, manifests included,
+//! * `index.json` listing the manifests, the tagged ones with the annotation
+//!   `org.opencontainers.image.ref.name` = `TAG`.
+//!
+//! Blobs are written through a temporary file and a rename; they are
+//! content-addressed, so writing them early is harmless: a push that fails
+//! leaves `index.json` (and so every image the layout lists) as it was, with at
+//! most some unreferenced blobs added. At commit the new manifest is merged
+//! into `index.json`, which is replaced atomically: other images stay listed,
+//! and `TAG` moves to the new manifest. Entries of an existing `index.json`
+//! keep their fields, unknown ones included, byte for byte.
+
+pub mod destination;
+pub mod index;
+pub mod reference;
+
+pub use destination::OciDestination;
+pub use reference::OciReference;
+
+use kpod_plugin_sdk::prelude::*;
+
+/// The plugin, as registered with [`export_plugin!`].
+pub struct OciPlugin;
+
+impl Plugin for OciPlugin {
+    fn info() -> PluginMeta {
+        PluginMeta::new("kpod-oci", env!("CARGO_PKG_VERSION"))
+            .transport("oci", "an OCI image layout directory (oci:PATH[:TAG])")
+    }
+
+    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
+        check_transport(transport)?;
+        OciReference::parse(reference).map(|r| r.to_string())
+    }
+
+    fn open_destination(
+        transport: &str,
+        reference: &str,
+        _options: &PushOptions,
+    ) -> Result<Box<dyn Destination>, PluginError> {
+        check_transport(transport)?;
+        let reference = OciReference::parse(reference)?;
+        Ok(Box::new(OciDestination::open(&reference)?))
+    }
+}
+
+fn check_transport(transport: &str) -> Result<(), PluginError> {
+    if transport == "oci" {
+        Ok(())
+    } else {
+        Err(PluginError::invalid_input(format!(
+            "the oci plugin does not handle the {transport:?} transport"
+        )))
+    }
+}
+
+export_plugin!(OciPlugin);
