@@ -1,0 +1,250 @@
+//! Layer reassembly: replay a layer's tar-split, reading each file's content
+//! from the driver's tree, and give back the original tar byte for byte.
+//!
+//! Each file's CRC-64 and the whole stream's sha256 (against the layer's
+//! `diff-digest`) are checked while streaming; nothing is buffered beyond one
+//! tar-split entry. A failure is an `io::Error` of kind `InvalidData` naming
+//! the image, the layer and the file.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::lock::ReadLock;
+use super::tarsplit::{self, Entry, CRC64};
+use crate::{Error, Result};
+
+/// Where one layer's pieces are.
+#[derive(Debug, Clone)]
+pub struct LayerFiles {
+    /// The image the layer is read for (for messages).
+    pub image: String,
+    /// Layer ID.
+    pub layer_id: String,
+    /// `<layer-id>.tar-split.gz`.
+    pub tar_split: PathBuf,
+    /// Directories to look up file content in, in order: the layer's own tree
+    /// first, then (overlay) the trees of its lower layers.
+    pub trees: Vec<PathBuf>,
+    /// Expected `sha256:<hex>` of the whole tar.
+    pub diff_digest: String,
+    /// Expected size of the whole tar, when known.
+    pub diff_size: Option<u64>,
+    /// The layer store's `layers.lock`, read-locked while streaming.
+    pub lock: PathBuf,
+}
+
+enum Current {
+    None,
+    Segment { data: Vec<u8>, pos: usize },
+    File { file: File, name: String, remaining: u64, crc: crc::Digest<'static, u64>, expected: u64 },
+}
+
+/// The reassembled tar of one layer; implements [`Read`].
+pub struct LayerReader {
+    files: LayerFiles,
+    entries: tarsplit::Reader<flate2::read::MultiGzDecoder<File>>,
+    current: Current,
+    sha: Sha256,
+    written: u64,
+    done: bool,
+    failed: Option<String>,
+    _lock: ReadLock,
+}
+
+impl std::fmt::Debug for LayerReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerReader").field("layer", &self.files.layer_id).finish()
+    }
+}
+
+impl LayerReader {
+    /// Opens the layer's tar-split; fails clearly when it is missing.
+    pub fn open(files: LayerFiles) -> Result<LayerReader> {
+        if !files.diff_digest.starts_with("sha256:") {
+            return Err(Error::Storage(format!(
+                "{}, layer {}: diff digest {:?} is not sha256, which kpod cannot verify",
+                files.image, files.layer_id, files.diff_digest
+            )));
+        }
+        let lock = ReadLock::acquire(&files.lock)?;
+        let split = File::open(&files.tar_split).map_err(|e| {
+            let why = if e.kind() == io::ErrorKind::NotFound {
+                "is missing, so the layer cannot be reassembled".to_string()
+            } else {
+                format!("cannot be read: {e}")
+            };
+            Error::Integrity(format!(
+                "{}, layer {}: tar-split file {} {why}",
+                files.image,
+                files.layer_id,
+                files.tar_split.display()
+            ))
+        })?;
+        Ok(LayerReader {
+            files,
+            entries: tarsplit::Reader::from_gzip(split),
+            current: Current::None,
+            sha: Sha256::new(),
+            written: 0,
+            done: false,
+            failed: None,
+            _lock: lock,
+        })
+    }
+
+    fn fail(&mut self, what: String) -> io::Error {
+        let msg = format!("{}, layer {}: {what}", self.files.image, self.files.layer_id);
+        self.failed = Some(msg.clone());
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    fn open_content(&self, name: &[u8]) -> std::result::Result<File, String> {
+        let display = Entry::display_name(name);
+        let mut rel = PathBuf::new();
+        for part in name.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => return Err(format!("file {display:?}: name leaves the layer tree")),
+                p => rel.push(OsStr::from_bytes(p)),
+            }
+        }
+        for tree in &self.files.trees {
+            let path = tree.join(&rel);
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(f) => return Ok(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("file {display:?}: cannot open {}: {e}", path.display())),
+            }
+        }
+        Err(format!(
+            "file {display:?} is missing from the layer tree {}",
+            self.files.trees.first().map(|p| p.display().to_string()).unwrap_or_default()
+        ))
+    }
+
+    fn emit(&mut self, n: usize, buf: &[u8]) -> usize {
+        self.sha.update(&buf[..n]);
+        self.written += n as u64;
+        n
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let got = format!("sha256:{}", hex::encode(self.sha.clone().finalize()));
+        if got != self.files.diff_digest {
+            return Err(self.fail(format!(
+                "reassembled tar has digest {got}, expected {} (the layer's files or tar-split changed)",
+                self.files.diff_digest
+            )));
+        }
+        if let Some(size) = self.files.diff_size {
+            if size != self.written {
+                return Err(self.fail(format!("reassembled tar has {} bytes, expected {size}", self.written)));
+            }
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Read for LayerReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(msg) = &self.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, msg.clone()));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            match &mut self.current {
+                Current::Segment { data, pos } => {
+                    if *pos < data.len() {
+                        let n = (data.len() - *pos).min(buf.len());
+                        buf[..n].copy_from_slice(&data[*pos..*pos + n]);
+                        *pos += n;
+                        return Ok(self.emit(n, buf));
+                    }
+                    self.current = Current::None;
+                }
+                Current::File { file, name, remaining, crc, expected } => {
+                    if *remaining > 0 {
+                        let want = (*remaining).min(buf.len() as u64) as usize;
+                        let n = match file.read(&mut buf[..want]) {
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                let what = format!("file {name:?}: read error: {e}");
+                                return Err(self.fail(what));
+                            }
+                        };
+                        if n == 0 {
+                            let what = format!("file {name:?} is shorter than recorded in the tar-split (changed on disk)");
+                            return Err(self.fail(what));
+                        }
+                        crc.update(&buf[..n]);
+                        *remaining -= n as u64;
+                        return Ok(self.emit(n, buf));
+                    }
+                    let mut extra = [0u8; 1];
+                    let longer = matches!(file.read(&mut extra), Ok(n) if n > 0);
+                    let sum = std::mem::replace(crc, CRC64.digest()).finalize();
+                    let (name, expected) = (name.clone(), *expected);
+                    if longer {
+                        return Err(self.fail(format!("file {name:?} is longer than recorded in the tar-split (changed on disk)")));
+                    }
+                    if sum != expected {
+                        return Err(self.fail(format!(
+                            "file {name:?} does not match its recorded CRC-64 (changed on disk)"
+                        )));
+                    }
+                    self.current = Current::None;
+                }
+                Current::None => match self.entries.next() {
+                    None => {
+                        self.finish()?;
+                        return Ok(0);
+                    }
+                    Some(Err(e)) => {
+                        let what = format!("tar-split {}: {e}", self.files.tar_split.display());
+                        return Err(self.fail(what));
+                    }
+                    Some(Ok(Entry::Segment(data))) => self.current = Current::Segment { data, pos: 0 },
+                    Some(Ok(Entry::File { size: 0, .. })) => {}
+                    Some(Ok(Entry::File { name, size, crc })) => {
+                        let file = match self.open_content(&name) {
+                            Ok(f) => f,
+                            Err(what) => return Err(self.fail(what)),
+                        };
+                        self.current = Current::File {
+                            file,
+                            name: Entry::display_name(&name),
+                            remaining: size,
+                            crc: CRC64.digest(),
+                            expected: crc.unwrap_or_default(),
+                        };
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The tree of layer `id` of `driver` in the store at `root`.
+pub fn layer_tree(root: &Path, driver: &str, id: &str) -> PathBuf {
+    match driver {
+        "vfs" => root.join("vfs/dir").join(id),
+        _ => root.join(driver).join(id).join("diff"),
+    }
+}
