@@ -4,8 +4,11 @@
 //! * [`storage`]: reads containers/storage (overlay and vfs) as podman writes it.
 //! * [`copy`]: the copy pipeline from a [`copy::SourceImage`] into a plugin destination.
 
+pub mod blobinfo;
+pub mod compress;
 pub mod copy;
 pub mod error;
+pub mod manifest;
 pub mod plugin_host;
 pub mod storage;
 
