@@ -89,6 +89,7 @@ pub mod ffi;
 pub mod host;
 pub mod media_types;
 pub mod options;
+pub mod reference;
 pub mod types;
 
 pub use digest::{Digest, DigestingReader, DigestingWriter};
