@@ -51,7 +51,7 @@ pub enum LogLevel {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Push an image from local storage to a destination.
-    Push(PushArgs),
+    Push(Box<PushArgs>),
     /// List the transport plugins found, and those that failed to load.
     Plugins,
     /// List images in local storage.
