@@ -1,1 +1,58 @@
-//! placeholder
+//! The `docker-archive:PATH[:NAME:TAG]` transport: a `docker save` archive, as
+//! containers/image writes it and `docker load` / `podman load` read it.
+//!
+//! The archive format lives in [`ArchiveWriter`], which writes to any
+//! [`std::io::Write`] as one sequential tar stream; the `docker-daemon:`
+//! plugin reuses it to stream an archive into the Docker Engine. This
+//! plugin's [`DockerArchiveDestination`] adds the file handling: the archive
+//! is written to a temporary file next to `PATH` and moved into place at
+//! commit; an existing non-empty `PATH` is refused.
+
+pub mod destination;
+pub mod reference;
+pub mod writer;
+
+pub use destination::DockerArchiveDestination;
+pub use reference::ArchiveReference;
+pub use writer::{ArchiveWriter, ManifestItem};
+
+use kpod_plugin_sdk::prelude::*;
+
+/// The plugin, as registered with [`export_plugin!`].
+pub struct DockerArchivePlugin;
+
+impl Plugin for DockerArchivePlugin {
+    fn info() -> PluginMeta {
+        PluginMeta::new("kpod-docker-archive", env!("CARGO_PKG_VERSION")).transport(
+            "docker-archive",
+            "a docker save tar archive (docker-archive:PATH[:NAME:TAG])",
+        )
+    }
+
+    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
+        check_transport(transport)?;
+        ArchiveReference::parse(reference).map(|r| r.to_string())
+    }
+
+    fn open_destination(
+        transport: &str,
+        reference: &str,
+        _options: &PushOptions,
+    ) -> Result<Box<dyn Destination>, PluginError> {
+        check_transport(transport)?;
+        let reference = ArchiveReference::parse(reference)?;
+        Ok(Box::new(DockerArchiveDestination::open(&reference)?))
+    }
+}
+
+fn check_transport(transport: &str) -> Result<(), PluginError> {
+    if transport == "docker-archive" {
+        Ok(())
+    } else {
+        Err(PluginError::invalid_input(format!(
+            "the docker-archive plugin does not handle the {transport:?} transport"
+        )))
+    }
+}
+
+export_plugin!(DockerArchivePlugin);

@@ -1,0 +1,337 @@
+//! The `docker-archive:` destination: an [`ArchiveWriter`] over a temporary
+//! file next to the target, moved into place at commit.
+
+use crate::reference::ArchiveReference;
+use crate::writer::{ArchiveWriter, MAX_CONFIG_SIZE};
+use kpod_plugin_sdk::prelude::*;
+use kpod_plugin_sdk::reference::Reference;
+use serde::Deserialize;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use tempfile::NamedTempFile;
+
+/// One push into `docker-archive:PATH[:NAME:TAG]`.
+///
+/// Blobs are written in the order they arrive; a layer whose digest or size
+/// kpod does not announce is first spooled to an unnamed temporary file in
+/// the target's directory (never into memory). Dropped without a commit, the
+/// temporary archive is deleted and `PATH` is left as it was.
+pub struct DockerArchiveDestination {
+    target: PathBuf,
+    parent: PathBuf,
+    repo_tags: Vec<Reference>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// `None` once finished.
+    writer: Option<ArchiveWriter<BufWriter<File>>>,
+    /// The temporary archive; deleted when dropped.
+    tmp: Option<NamedTempFile>,
+    image_added: bool,
+}
+
+/// The parts of a Docker v2s2 manifest the archive needs.
+#[derive(Deserialize)]
+struct ManifestV2 {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+}
+
+impl DockerArchiveDestination {
+    /// Prepares a push: refuses an existing non-empty `PATH`, and opens the
+    /// temporary archive in `PATH`'s directory.
+    pub fn open(reference: &ArchiveReference) -> Result<Self, PluginError> {
+        let target = reference.path.clone();
+        check_target(&target)?;
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                PluginError::invalid_input(format!(
+                    "docker-archive: {}: the path has no file name",
+                    target.display()
+                ))
+            })?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.kpod-tmp-"))
+            .permissions(fs::Permissions::from_mode(0o644))
+            .tempfile_in(&parent)
+            .map_err(|e| io_error("creating a temporary file in", &parent, e))?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| io_error("opening", tmp.path(), e))?;
+        let writer = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file));
+        Ok(DockerArchiveDestination {
+            target,
+            parent,
+            repo_tags: reference.name.iter().cloned().collect(),
+            state: Mutex::new(State {
+                writer: Some(writer),
+                tmp: Some(tmp),
+                image_added: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies `stream` to an unnamed temporary file, returning it rewound
+    /// with the digest and size of its content.
+    fn spool(&self, stream: &mut dyn Read) -> Result<(File, Digest, u64), PluginError> {
+        let file = tempfile::tempfile_in(&self.parent)
+            .map_err(|e| io_error("creating a spool file in", &self.parent, e))?;
+        let mut out = DigestingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        io::copy(stream, &mut out).map_err(|e| {
+            PluginError::from(e).context(format!(
+                "docker-archive: spooling a layer into {}",
+                self.parent.display()
+            ))
+        })?;
+        let (digest, size) = (out.digest(), out.count());
+        let mut file = out
+            .into_inner()
+            .into_inner()
+            .map_err(|e| io_error("writing a spool file in", &self.parent, e.into_error()))?;
+        file.rewind()
+            .map_err(|e| io_error("rewinding a spool file in", &self.parent, e))?;
+        Ok((file, digest, size))
+    }
+}
+
+impl Destination for DockerArchiveDestination {
+    fn supported_manifest_types(&self) -> Vec<String> {
+        vec![media_types::DOCKER_V2S2_MANIFEST.to_string()]
+    }
+
+    fn desired_layer_compression(&self) -> LayerCompression {
+        LayerCompression::Decompress
+    }
+
+    fn has_thread_safe_put_blob(&self) -> bool {
+        false
+    }
+
+    fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
+        let state = self.lock();
+        let Some(writer) = &state.writer else {
+            return Ok(None);
+        };
+        let mut wanted = vec![&query.blob];
+        if query.can_substitute {
+            wanted.extend(query.candidates.iter().map(|c| &c.blob));
+        }
+        for blob in wanted {
+            let Ok(digest) = Digest::parse(&blob.digest) else {
+                continue;
+            };
+            if let Some(size) = writer.blob_size(&digest) {
+                return Ok(Some(BlobInfo {
+                    size: size as i64,
+                    ..blob.clone()
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
+        let expected = if info.digest.is_empty() {
+            None
+        } else {
+            Some(Digest::parse(&info.digest)?)
+        };
+        let stored = if info.is_config {
+            let mut config = Vec::new();
+            stream
+                .take(MAX_CONFIG_SIZE + 1)
+                .read_to_end(&mut config)
+                .map_err(|e| PluginError::from(e).context("docker-archive: reading the config"))?;
+            if config.len() as u64 > MAX_CONFIG_SIZE {
+                return Err(PluginError::invalid_input(format!(
+                    "docker-archive: the config is larger than {MAX_CONFIG_SIZE} bytes"
+                )));
+            }
+            check_expected(
+                expected.as_ref(),
+                info,
+                &Digest::of(&config),
+                config.len() as u64,
+            )?;
+            let mut state = self.lock();
+            let digest = writer_of(&mut state)?.write_config(&config)?;
+            (digest, config.len() as u64)
+        } else {
+            match (expected, info.size()) {
+                (Some(digest), Some(size)) => {
+                    let mut state = self.lock();
+                    writer_of(&mut state)?.write_layer(&digest, size, stream)?;
+                    (digest, size)
+                }
+                _ => {
+                    let (mut file, digest, size) = self.spool(stream)?;
+                    check_expected(None, info, &digest, size)?;
+                    let mut state = self.lock();
+                    writer_of(&mut state)?.write_layer(&digest, size, &mut file)?;
+                    (digest, size)
+                }
+            }
+        };
+        Ok(BlobInfo {
+            digest: stored.0.as_str().into(),
+            size: stored.1 as i64,
+            ..info.clone()
+        })
+    }
+
+    fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
+        if media_type != media_types::DOCKER_V2S2_MANIFEST {
+            return Err(PluginError::new(
+                ErrorKind::ManifestRejected,
+                format!(
+                    "docker-archive: manifest type {media_type:?} is not supported; an archive needs {}",
+                    media_types::DOCKER_V2S2_MANIFEST
+                ),
+            ));
+        }
+        let parsed: ManifestV2 = serde_json::from_slice(manifest).map_err(|e| {
+            PluginError::invalid_input(format!("docker-archive: parsing the manifest: {e}"))
+        })?;
+        if parsed.schema_version != 2 || parsed.media_type != media_types::DOCKER_V2S2_MANIFEST {
+            return Err(PluginError::new(
+                ErrorKind::ManifestRejected,
+                "docker-archive: the manifest is not a Docker schema 2 manifest",
+            ));
+        }
+        let config = Digest::parse(&parsed.config.digest)?;
+        let layers = parsed
+            .layers
+            .iter()
+            .map(|l| Digest::parse(&l.digest))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut state = self.lock();
+        writer_of(&mut state)?.add_image(&config, &layers, &self.repo_tags)?;
+        state.image_added = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), PluginError> {
+        let mut state = self.lock();
+        if !state.image_added {
+            return Err(PluginError::other(format!(
+                "docker-archive: {}: commit without a manifest",
+                self.target.display()
+            )));
+        }
+        let writer = state
+            .writer
+            .take()
+            .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))?;
+        let tmp = state
+            .tmp
+            .take()
+            .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))?;
+        let file = writer
+            .finish()?
+            .into_inner()
+            .map_err(|e| io_error("writing", tmp.path(), e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| io_error("syncing", tmp.path(), e))?;
+        place(tmp, &self.target)?;
+        if let Ok(dir) = File::open(&self.parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn writer_of(state: &mut State) -> Result<&mut ArchiveWriter<BufWriter<File>>, PluginError> {
+    state
+        .writer
+        .as_mut()
+        .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))
+}
+
+/// Checks a blob's actual digest and size against what `info` announced.
+fn check_expected(
+    expected: Option<&Digest>,
+    info: &BlobInfo,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), PluginError> {
+    if let Some(expected) = expected {
+        if expected != digest {
+            return Err(PluginError::integrity(format!(
+                "docker-archive: blob {expected}: the data has digest {digest}"
+            )));
+        }
+    }
+    match info.size() {
+        Some(want) if want != size => Err(PluginError::integrity(format!(
+            "docker-archive: blob {digest}: expected {want} bytes, got {size}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn io_error(what: &str, path: &Path, err: io::Error) -> PluginError {
+    PluginError::from_io(format!("docker-archive: {what} {}", path.display()), err)
+}
+
+/// Refuses a `target` that exists and is anything but an empty regular file.
+fn check_target(target: &Path) -> Result<(), PluginError> {
+    match fs::metadata(target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("inspecting", target, e)),
+        Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(()),
+        Ok(meta) if meta.is_file() => Err(PluginError::invalid_input(format!(
+            "docker-archive: {} exists and is not empty",
+            target.display()
+        ))),
+        Ok(_) => Err(PluginError::invalid_input(format!(
+            "docker-archive: {} exists and is not a regular file",
+            target.display()
+        ))),
+    }
+}
+
+/// Moves the finished archive to `target` without ever overwriting a
+/// non-empty file: a hard link when `target` is absent (fails if it appeared
+/// meanwhile), a rename over an empty file.
+fn place(tmp: NamedTempFile, target: &Path) -> Result<(), PluginError> {
+    check_target(target)?;
+    if fs::symlink_metadata(target).is_err() {
+        match fs::hard_link(tmp.path(), target) {
+            Ok(()) => return Ok(()), // dropping `tmp` removes the temporary name
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                check_target(target)?;
+            }
+            Err(_) => {} // no hard links here: rename instead
+        }
+    }
+    tmp.persist(target)
+        .map_err(|e| io_error("renaming the archive to", target, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

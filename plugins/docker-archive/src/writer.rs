@@ -1,0 +1,398 @@
+//! [`ArchiveWriter`]: the `docker save` archive format, written as one tar
+//! stream to any [`Write`], never seeking and never holding a layer in memory.
+//!
+//! The layout is the one containers/image (`skopeo copy ... docker-archive:`)
+//! writes, which `docker load` and `podman load` read:
+//!
+//! * `<hex>.tar`, one uncompressed layer tar per distinct layer,
+//! * `<hex>.json`, the image config,
+//! * `<layer id>/layer.tar` (a symbolic link to `../<hex>.tar`),
+//!   `<layer id>/VERSION` (`1.0`) and `<layer id>/json`: the legacy per-layer
+//!   metadata of the pre-1.10 format, chained by `parent`,
+//! * `manifest.json`: `[{"Config": .., "RepoTags": [..], "Layers": [..]}]`,
+//! * `repositories`: `{name: {tag: top layer id}}`.
+//!
+//! Entries are written in that order, so a tar header always precedes data
+//! whose digest and size are known in advance: the caller must know a
+//! layer's digest and size before streaming it (spool it to a temporary file
+//! first if not). The same writer serves the `docker-daemon:` transport, which
+//! streams the archive into the Engine's image load call.
+
+use kpod_plugin_sdk::reference::Reference;
+use kpod_plugin_sdk::{Digest, DigestingReader, PluginError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, Read, Write};
+
+/// Writes a `docker save` archive to `W`. Call [`ArchiveWriter::write_layer`]
+/// for every layer, [`ArchiveWriter::write_config`], then
+/// [`ArchiveWriter::add_image`], and finally [`ArchiveWriter::finish`]; an
+/// archive that is not finished lacks `manifest.json` and the tar trailer, so
+/// no reader mistakes it for a complete one.
+pub struct ArchiveWriter<W: Write> {
+    out: W,
+    /// Digest -> size of every blob written.
+    blobs: HashMap<Digest, u64>,
+    /// Config blobs, kept for the legacy metadata (configs are small).
+    configs: HashMap<Digest, Vec<u8>>,
+    legacy_layers: HashSet<String>,
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+    manifest: Vec<ManifestItem>,
+    /// Set when a write failed half-way: the stream is no longer usable.
+    failed: bool,
+}
+
+/// One element of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ManifestItem {
+    /// The config's file name in the archive.
+    #[serde(rename = "Config")]
+    pub config: String,
+    /// `name:tag` strings, fully qualified (`docker.io/library/busybox:latest`).
+    #[serde(rename = "RepoTags")]
+    pub repo_tags: Vec<String>,
+    /// The layers' file names in the archive, base layer first.
+    #[serde(rename = "Layers")]
+    pub layers: Vec<String>,
+}
+
+/// The largest config accepted (containers/image allows 4 MiB).
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
+impl<W: Write> ArchiveWriter<W> {
+    /// A writer that sends the archive to `out`.
+    pub fn new(out: W) -> Self {
+        ArchiveWriter {
+            out,
+            blobs: HashMap::new(),
+            configs: HashMap::new(),
+            legacy_layers: HashSet::new(),
+            repositories: BTreeMap::new(),
+            manifest: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// The size of blob `digest` when it is already in the archive.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.blobs.get(digest).copied()
+    }
+
+    /// Streams an uncompressed layer tar of known `digest` and `size` into the
+    /// archive as `<hex>.tar`. The data is checked while it streams; a
+    /// mismatch is an integrity error and leaves the archive unusable. A layer
+    /// already in the archive is not written again (and `data` is not read).
+    pub fn write_layer(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<(), PluginError> {
+        self.check_usable()?;
+        if self.blobs.contains_key(digest) {
+            return Ok(());
+        }
+        let name = layer_file(digest);
+        let mut reader = DigestingReader::new(data);
+        let result = self.write_entry(&name, size, &mut reader).and_then(|()| {
+            let actual = reader.digest();
+            if actual != *digest {
+                return Err(PluginError::integrity(format!(
+                    "docker-archive: layer {digest}: the data has digest {actual}"
+                )));
+            }
+            Ok(())
+        });
+        self.record(result, digest, size)
+    }
+
+    /// Writes the image config as `<hex>.json` and returns its digest.
+    pub fn write_config(&mut self, config: &[u8]) -> Result<Digest, PluginError> {
+        self.check_usable()?;
+        let digest = Digest::of(config);
+        if !self.blobs.contains_key(&digest) {
+            let name = config_file(&digest);
+            let result = self.write_entry(&name, config.len() as u64, &mut &config[..]);
+            self.record(result, &digest, config.len() as u64)?;
+        }
+        self.configs.insert(digest.clone(), config.to_vec());
+        Ok(digest)
+    }
+
+    /// Records an image made of `layers` (base first) and `config`, both
+    /// already written, under `repo_tags`: writes its legacy per-layer
+    /// metadata and adds it to `manifest.json` and `repositories`.
+    pub fn add_image(
+        &mut self,
+        config: &Digest,
+        layers: &[Digest],
+        repo_tags: &[Reference],
+    ) -> Result<(), PluginError> {
+        self.check_usable()?;
+        let config_bytes = self.configs.get(config).cloned().ok_or_else(|| {
+            PluginError::invalid_input(format!(
+                "docker-archive: config {config} was not written to the archive"
+            ))
+        })?;
+        if let Some(missing) = layers.iter().find(|l| !self.blobs.contains_key(l)) {
+            return Err(PluginError::invalid_input(format!(
+                "docker-archive: layer {missing} was not written to the archive"
+            )));
+        }
+        let mut tags = Vec::new();
+        for r in repo_tags {
+            let tag = r.tag().ok_or_else(|| {
+                PluginError::invalid_input(format!("docker-archive: {r} has no tag"))
+            })?;
+            tags.push((r.name(), tag.to_string()));
+        }
+        let top = self.write_legacy_layers(layers, &config_bytes)?;
+        if let Some(top) = top {
+            for (name, tag) in &tags {
+                self.repositories
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(tag.clone(), top.clone());
+            }
+        }
+        let item = ManifestItem {
+            config: config_file(config),
+            repo_tags: Vec::new(),
+            layers: layers.iter().map(layer_file).collect(),
+        };
+        let index = match self.manifest.iter().position(|m| m.config == item.config) {
+            Some(i) if self.manifest[i].layers == item.layers => i,
+            Some(_) => {
+                return Err(PluginError::invalid_input(format!(
+                    "docker-archive: config {config} was added twice with different layers"
+                )))
+            }
+            None => {
+                self.manifest.push(item);
+                self.manifest.len() - 1
+            }
+        };
+        for (name, tag) in tags {
+            let repo_tag = format!("{name}:{tag}");
+            let entry = &mut self.manifest[index];
+            if !entry.repo_tags.contains(&repo_tag) {
+                entry.repo_tags.push(repo_tag);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `manifest.json`, `repositories` and the tar trailer, flushes, and
+    /// returns the output.
+    pub fn finish(mut self) -> Result<W, PluginError> {
+        self.check_usable()?;
+        let manifest = serde_json::to_vec(&self.manifest).map_err(|e| {
+            PluginError::other(format!("docker-archive: encoding manifest.json: {e}"))
+        })?;
+        self.write_bytes("manifest.json", &manifest)?;
+        let repositories = serde_json::to_vec(&self.repositories).map_err(|e| {
+            PluginError::other(format!("docker-archive: encoding repositories: {e}"))
+        })?;
+        self.write_bytes("repositories", &repositories)?;
+        self.out
+            .write_all(&[0u8; 1024])
+            .and_then(|()| self.out.flush())
+            .map_err(|e| write_error("the end of the archive", e))?;
+        Ok(self.out)
+    }
+
+    /// The `manifest.json` items so far.
+    pub fn manifest(&self) -> &[ManifestItem] {
+        &self.manifest
+    }
+
+    fn check_usable(&self) -> Result<(), PluginError> {
+        if self.failed {
+            Err(PluginError::other(
+                "docker-archive: an earlier write into the archive failed",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn record(
+        &mut self,
+        result: Result<(), PluginError>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), PluginError> {
+        match result {
+            Ok(()) => {
+                self.blobs.insert(digest.clone(), size);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the legacy `<id>/{layer.tar,VERSION,json}` entries of each layer
+    /// and returns the top layer's ID.
+    fn write_legacy_layers(
+        &mut self,
+        layers: &[Digest],
+        config: &[u8],
+    ) -> Result<Option<String>, PluginError> {
+        let config: BTreeMap<String, Value> = serde_json::from_slice(config).map_err(|e| {
+            PluginError::invalid_input(format!(
+                "docker-archive: the image config is not a JSON object: {e}"
+            ))
+        })?;
+        let mut chain_id: Option<Digest> = None;
+        let mut parent: Option<String> = None;
+        for (i, layer) in layers.iter().enumerate() {
+            let mut layer_config: BTreeMap<String, Value> = BTreeMap::new();
+            if let Some(parent) = &parent {
+                layer_config.insert("parent".into(), Value::String(parent.clone()));
+            }
+            if i == layers.len() - 1 {
+                for key in LEGACY_TOP_LAYER_KEYS {
+                    layer_config.insert(
+                        key.to_string(),
+                        config.get(key).cloned().unwrap_or(Value::Null),
+                    );
+                }
+            }
+            let chain = match &chain_id {
+                None => layer.clone(),
+                Some(previous) => Digest::of(format!("{previous} {layer}").as_bytes()),
+            };
+            layer_config.insert("layer_id".into(), Value::String(chain.to_string()));
+            let id = Digest::of(&to_json(&layer_config)?).hex().to_string();
+            layer_config.remove("layer_id");
+            layer_config.insert("id".into(), Value::String(id.clone()));
+            if !self.legacy_layers.contains(&id) {
+                self.write_symlink(
+                    &format!("{id}/layer.tar"),
+                    &format!("../{}", layer_file(layer)),
+                )?;
+                self.write_bytes(&format!("{id}/VERSION"), b"1.0")?;
+                self.write_bytes(&format!("{id}/json"), &to_json(&layer_config)?)?;
+                self.legacy_layers.insert(id.clone());
+            }
+            chain_id = Some(chain);
+            parent = Some(id);
+        }
+        Ok(parent)
+    }
+
+    fn write_bytes(&mut self, name: &str, data: &[u8]) -> Result<(), PluginError> {
+        let result = self.write_entry(name, data.len() as u64, &mut &data[..]);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    /// Writes one regular file entry: header, exactly `size` bytes from
+    /// `data` (which must then be at its end), padding.
+    fn write_entry(
+        &mut self,
+        name: &str,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<(), PluginError> {
+        let mut header = tar::Header::new_ustar();
+        set_path(&mut header, name)?;
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(0o444);
+        header.set_mtime(0);
+        header.set_cksum();
+        self.out
+            .write_all(header.as_bytes())
+            .map_err(|e| write_error(name, e))?;
+        let copied = io::copy(&mut (&mut *data).take(size), &mut self.out)
+            .map_err(|e| PluginError::from(e).context(format!("docker-archive: writing {name}")))?;
+        if copied != size {
+            return Err(PluginError::integrity(format!(
+                "docker-archive: {name}: expected {size} bytes, got only {copied}"
+            )));
+        }
+        let mut probe = [0u8; 1];
+        let extra = data
+            .read(&mut probe)
+            .map_err(|e| PluginError::from(e).context(format!("docker-archive: reading {name}")))?;
+        if extra != 0 {
+            return Err(PluginError::integrity(format!(
+                "docker-archive: {name}: more than the announced {size} bytes"
+            )));
+        }
+        let padding = (512 - size % 512) % 512;
+        self.out
+            .write_all(&[0u8; 512][..padding as usize])
+            .map_err(|e| write_error(name, e))
+    }
+
+    fn write_symlink(&mut self, name: &str, target: &str) -> Result<(), PluginError> {
+        let mut header = tar::Header::new_ustar();
+        let result = set_path(&mut header, name)
+            .and_then(|()| {
+                header.set_link_name(target).map_err(|e| {
+                    PluginError::other(format!("docker-archive: link {name} -> {target}: {e}"))
+                })
+            })
+            .and_then(|()| {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                header.set_mode(0o777);
+                header.set_mtime(0);
+                header.set_cksum();
+                self.out
+                    .write_all(header.as_bytes())
+                    .map_err(|e| write_error(name, e))
+            });
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+}
+
+/// The keys of the image config that the top legacy layer's `json` copies.
+const LEGACY_TOP_LAYER_KEYS: [&str; 7] = [
+    "architecture",
+    "config",
+    "container",
+    "container_config",
+    "created",
+    "docker_version",
+    "os",
+];
+
+/// `<hex>.tar`.
+pub fn layer_file(digest: &Digest) -> String {
+    format!("{}.tar", digest.hex())
+}
+
+/// `<hex>.json`.
+pub fn config_file(digest: &Digest) -> String {
+    format!("{}.json", digest.hex())
+}
+
+fn set_path(header: &mut tar::Header, name: &str) -> Result<(), PluginError> {
+    header
+        .set_path(name)
+        .map_err(|e| PluginError::other(format!("docker-archive: entry name {name}: {e}")))
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, PluginError> {
+    serde_json::to_vec(value)
+        .map_err(|e| PluginError::other(format!("docker-archive: encoding JSON: {e}")))
+}
+
+fn write_error(what: &str, err: io::Error) -> PluginError {
+    PluginError::from(err).context(format!("docker-archive: writing {what}"))
+}
+
+#[cfg(test)]
+mod tests;
