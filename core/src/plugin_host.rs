@@ -224,14 +224,13 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, Skipped> {
     };
     // SAFETY: loading a library runs its initialisers; the plugin directories are
     // trusted the way PATH is trusted.
-    let library = unsafe { libloading::Library::new(path) }
-        .map_err(|e| {
-            let reason = match std::error::Error::source(&e) {
-                Some(source) => format!("{e}: {source}"),
-                None => e.to_string(),
-            };
-            not_a_plugin(first_line(&reason))
-        })?;
+    let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        let reason = match std::error::Error::source(&e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        };
+        not_a_plugin(first_line(&reason))
+    })?;
     // SAFETY: the symbol, when present, is a `u32` static defined by export_plugin!.
     let abi = unsafe { library.get::<*const u32>(ABI_VERSION_SYMBOL.as_bytes()) }
         .map(|sym| unsafe { **sym })

@@ -95,9 +95,11 @@ pub enum ManifestFormat {
 
 /// `kpod push` options.
 #[derive(Debug, Args)]
-#[command(after_help = "DESTINATION is TRANSPORT:DETAILS, e.g. dir:/tmp/img, oci:/tmp/layout:tag, \
+#[command(
+    after_help = "DESTINATION is TRANSPORT:DETAILS, e.g. dir:/tmp/img, oci:/tmp/layout:tag, \
 docker-archive:/tmp/img.tar:name:tag, docker://registry.example.com/ns/img:tag. \
-Without DESTINATION the image goes to docker://IMAGE. Run `kpod plugins` for the installed transports.")]
+Without DESTINATION the image goes to docker://IMAGE. Run `kpod plugins` for the installed transports."
+)]
 pub struct PushArgs {
     /// The local image: ID, ID prefix, name, name:tag or name@digest.
     pub image: String,

@@ -21,7 +21,9 @@ impl std::fmt::Display for Destination {
 /// Whether `name` can be a transport name: letters, digits, `-` and `_`.
 fn is_transport_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
@@ -76,7 +78,11 @@ pub fn resolve<'a>(
         } else {
             installed.join(", ")
         };
-        let searched: Vec<String> = plugins.searched.iter().map(|d| d.display().to_string()).collect();
+        let searched: Vec<String> = plugins
+            .searched
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         bail!(
             "unknown transport {:?} in destination {:?}: installed transports: {installed}; plugin directories searched: {}",
             dest.transport,
@@ -94,9 +100,15 @@ mod tests {
     #[test]
     fn splits_transports() {
         let d = split("dir:/tmp/x").unwrap();
-        assert_eq!((d.transport.as_str(), d.details.as_str()), ("dir", "/tmp/x"));
+        assert_eq!(
+            (d.transport.as_str(), d.details.as_str()),
+            ("dir", "/tmp/x")
+        );
         let d = split("docker://reg/x:1").unwrap();
-        assert_eq!((d.transport.as_str(), d.details.as_str()), ("docker", "//reg/x:1"));
+        assert_eq!(
+            (d.transport.as_str(), d.details.as_str()),
+            ("docker", "//reg/x:1")
+        );
         let d = split("oci:rel/path:tag").unwrap();
         assert_eq!(d.details, "rel/path:tag");
     }

@@ -61,7 +61,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Push(args) => push::run(&load_plugins(cli, true), args),
-        Command::Images(_) => anyhow::bail!("kpod images: local storage support is not part of this build yet"),
+        Command::Images(_) => {
+            anyhow::bail!("kpod images: local storage support is not part of this build yet")
+        }
     }
 }
 

@@ -4,10 +4,17 @@ use kpod_core::plugin_host::PluginSet;
 
 /// Prints the plugin listing to stdout.
 pub fn run(plugins: &PluginSet) {
-    println!("{:<24} {:<10} {:<4} {:<16} FILE", "PLUGIN", "VERSION", "ABI", "TRANSPORT");
+    println!(
+        "{:<24} {:<10} {:<4} {:<16} FILE",
+        "PLUGIN", "VERSION", "ABI", "TRANSPORT"
+    );
     for plugin in &plugins.plugins {
         for (i, t) in plugin.transports.iter().enumerate() {
-            let shadowed = if plugins.is_shadowed(plugin, &t.name) { " (shadowed)" } else { "" };
+            let shadowed = if plugins.is_shadowed(plugin, &t.name) {
+                " (shadowed)"
+            } else {
+                ""
+            };
             let (name, version, abi, file) = if i == 0 {
                 (
                     plugin.name.as_str(),
@@ -18,7 +25,10 @@ pub fn run(plugins: &PluginSet) {
             } else {
                 ("", "", String::new(), String::new())
             };
-            println!("{name:<24} {version:<10} {abi:<4} {:<16} {file}", format!("{}{shadowed}", t.name));
+            println!(
+                "{name:<24} {version:<10} {abi:<4} {:<16} {file}",
+                format!("{}{shadowed}", t.name)
+            );
         }
         if plugin.transports.is_empty() {
             println!(
@@ -55,6 +65,10 @@ pub fn run(plugins: &PluginSet) {
     for s in &plugins.skipped {
         println!("Not loaded: {}", s.message());
     }
-    let searched: Vec<String> = plugins.searched.iter().map(|d| d.display().to_string()).collect();
+    let searched: Vec<String> = plugins
+        .searched
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
     println!("Searched: {}", searched.join(", "));
 }

@@ -10,7 +10,10 @@ use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The cargo target directory.
@@ -18,7 +21,11 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
         }
         None => workspace_root().join("target"),
     }
@@ -32,7 +39,11 @@ pub fn dist_dir() -> PathBuf {
 /// The kpod binary in the dist tree; panics with a hint when it is missing.
 pub fn kpod_bin() -> PathBuf {
     let bin = dist_dir().join("bin/kpod");
-    assert!(bin.exists(), "{} is missing: run `cargo xtask dist` (cargo xtask test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask dist` (cargo xtask test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -44,8 +55,14 @@ pub fn dist_plugin_dir() -> PathBuf {
 /// A test-only plugin library built by `cargo xtask test` (release profile),
 /// e.g. `test_plugin("kpod_example_plugin")`.
 pub fn test_plugin(crate_name: &str) -> PathBuf {
-    let lib = target_dir().join("release").join(format!("lib{crate_name}.so"));
-    assert!(lib.exists(), "{} is missing: run `cargo xtask test`", lib.display());
+    let lib = target_dir()
+        .join("release")
+        .join(format!("lib{crate_name}.so"));
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo xtask test`",
+        lib.display()
+    );
     lib
 }
 
@@ -54,7 +71,10 @@ pub fn test_plugin(crate_name: &str) -> PathBuf {
 pub fn kpod() -> Command {
     let mut cmd = Command::new(kpod_bin());
     cmd.env_remove("KPOD_PLUGIN_PATH");
-    cmd.env("KPOD_CACHE_DIR", std::env::temp_dir().join("kpod-tests-cache"));
+    cmd.env(
+        "KPOD_CACHE_DIR",
+        std::env::temp_dir().join("kpod-tests-cache"),
+    );
     cmd
 }
 
@@ -74,7 +94,9 @@ pub fn require_tool(program: &str, package: &str) -> PathBuf {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",

@@ -25,22 +25,37 @@ fn mixed_plugin_dir() -> tempfile::TempDir {
 #[test]
 fn plugins_lists_example_refuses_old_abi_in_one_line_and_skips_garbage() {
     let dir = mixed_plugin_dir();
-    let out = kpod().env("KPOD_PLUGIN_PATH", dir.path()).arg("plugins").output().unwrap();
+    let out = kpod()
+        .env("KPOD_PLUGIN_PATH", dir.path())
+        .arg("plugins")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     let stdout = stdout_of(&out);
     assert!(
-        stdout.lines().any(|l| l.starts_with("kpod-example") && l.contains(" example ")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("kpod-example") && l.contains(" example ")),
         "example plugin not listed:\n{stdout}"
     );
-    let refused: Vec<&str> = stdout.lines().filter(|l| l.contains("libkpod_old_abi_plugin.so")).collect();
-    assert_eq!(refused.len(), 1, "expected one line about the old-ABI plugin:\n{stdout}");
+    let refused: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("libkpod_old_abi_plugin.so"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "expected one line about the old-ABI plugin:\n{stdout}"
+    );
     assert!(
         refused[0].contains("ABI 0") && refused[0].contains("ABI 1") && refused[0].len() < 300,
         "refusal must name both ABI versions in one short line: {}",
         refused[0]
     );
     assert!(
-        stdout.lines().any(|l| l.contains("libgarbage.so") && l.contains("not a kpod plugin")),
+        stdout
+            .lines()
+            .any(|l| l.contains("libgarbage.so") && l.contains("not a kpod plugin")),
         "garbage file not reported as skipped:\n{stdout}"
     );
 }
@@ -58,11 +73,26 @@ fn unknown_transport_lists_installed_transports_and_directories() {
     let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error:")).collect();
     assert_eq!(error.len(), 1, "{stderr}");
     assert!(error[0].contains("\"nosuch\""), "{stderr}");
-    assert!(error[0].contains("example"), "installed transports missing: {stderr}");
-    assert!(error[0].contains(&dir.path().display().to_string()), "searched dirs missing: {stderr}");
+    assert!(
+        error[0].contains("example"),
+        "installed transports missing: {stderr}"
+    );
+    assert!(
+        error[0].contains(&dir.path().display().to_string()),
+        "searched dirs missing: {stderr}"
+    );
     // The refused and skipped plugins are warned about, once each, without a dump.
-    assert!(stderr.lines().any(|l| l.starts_with("Warning:") && l.contains("ABI 0")), "{stderr}");
-    assert!(stderr.len() < 2000, "stderr too long: {} bytes", stderr.len());
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("Warning:") && l.contains("ABI 0")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.len() < 2000,
+        "stderr too long: {} bytes",
+        stderr.len()
+    );
 }
 
 #[test]
@@ -89,15 +119,24 @@ fn push_help_documents_every_seed_option() {
         "--retry",
         "--jobs",
     ] {
-        assert!(help.contains(option), "kpod push --help does not document {option}:\n{help}");
+        assert!(
+            help.contains(option),
+            "kpod push --help does not document {option}:\n{help}"
+        );
     }
 }
 
 #[test]
 fn bad_usage_exits_2() {
-    let out = kpod().args(["push", "--no-such-flag", "x"]).output().unwrap();
+    let out = kpod()
+        .args(["push", "--no-such-flag", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
-    let out = kpod().args(["push", "x", "dir:/tmp/x", "--compression-format", "lz4"]).output().unwrap();
+    let out = kpod()
+        .args(["push", "x", "dir:/tmp/x", "--compression-format", "lz4"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
 }
 
@@ -109,12 +148,20 @@ fn first_plugin_claiming_a_transport_wins_and_the_other_is_reported() {
     std::fs::copy(&lib, first.path().join("libkpod_example_plugin.so")).unwrap();
     std::fs::copy(&lib, second.path().join("libkpod_example_copy.so")).unwrap();
     let path = std::env::join_paths([first.path(), second.path()]).unwrap();
-    let out = kpod().env("KPOD_PLUGIN_PATH", path).arg("plugins").output().unwrap();
+    let out = kpod()
+        .env("KPOD_PLUGIN_PATH", path)
+        .arg("plugins")
+        .output()
+        .unwrap();
     let stdout = stdout_of(&out);
-    let shadow: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Shadowed:")).collect();
+    let shadow: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Shadowed:"))
+        .collect();
     assert_eq!(shadow.len(), 1, "{stdout}");
     assert!(
-        shadow[0].contains("libkpod_example_copy.so") && shadow[0].contains(&first.path().display().to_string()),
+        shadow[0].contains("libkpod_example_copy.so")
+            && shadow[0].contains(&first.path().display().to_string()),
         "{}",
         shadow[0]
     );
@@ -136,7 +183,10 @@ impl Read for Noise {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = buf.len().min(self.left).min(70_001);
         for b in &mut buf[..n] {
-            self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.state = self
+                .state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = (self.state >> 33) as u8;
         }
         self.left -= n;
@@ -148,20 +198,40 @@ impl Read for Noise {
 fn blob_streams_through_an_out_of_tree_plugin_byte_exact() {
     let (_plugins, set) = load_example();
     assert_eq!(set.plugins.len(), 1, "only the example plugin loads");
-    assert!(set.skipped.iter().any(|s| matches!(s, Skipped::Refused { .. })));
-    let plugin = set.plugin_for("example").expect("example transport registered");
+    assert!(set
+        .skipped
+        .iter()
+        .any(|s| matches!(s, Skipped::Refused { .. })));
+    let plugin = set
+        .plugin_for("example")
+        .expect("example transport registered");
     let out = tempfile::tempdir().unwrap();
     let mut dest = plugin
         .handle
-        .open_destination("example", out.path().to_str().unwrap(), &PushOptions::default())
+        .open_destination(
+            "example",
+            out.path().to_str().unwrap(),
+            &PushOptions::default(),
+        )
         .unwrap();
     let len = 9 * 1024 * 1024 + 17;
     let mut expected = Vec::with_capacity(len);
-    Noise { left: len, state: 7 }.read_to_end(&mut expected).unwrap();
+    Noise {
+        left: len,
+        state: 7,
+    }
+    .read_to_end(&mut expected)
+    .unwrap();
     let expected_digest = format!("sha256:{}", hex::encode(Sha256::digest(&expected)));
 
     let stored = dest
-        .put_blob(&mut Noise { left: len, state: 7 }, &BlobInfo::unknown())
+        .put_blob(
+            &mut Noise {
+                left: len,
+                state: 7,
+            },
+            &BlobInfo::unknown(),
+        )
         .expect("put_blob through the example plugin");
     assert_eq!(stored.digest.as_str(), expected_digest);
     assert_eq!(stored.size, len as i64);
@@ -181,16 +251,26 @@ fn plugin_panic_is_an_error_not_an_abort() {
         .open_destination("example", target.to_str().unwrap(), &PushOptions::default())
         .unwrap();
     let err = dest
-        .put_blob(&mut Noise { left: 1000, state: 1 }, &BlobInfo::unknown())
+        .put_blob(
+            &mut Noise {
+                left: 1000,
+                state: 1,
+            },
+            &BlobInfo::unknown(),
+        )
         .expect_err("a panicking plugin must yield an error");
     assert!(err.message.contains("panicked"), "{err}");
-    assert!(err.message.contains("example plugin asked to panic"), "{err}");
+    assert!(
+        err.message.contains("example plugin asked to panic"),
+        "{err}"
+    );
     // The plugin (and this process) go on working after the panic.
     let ok_dir = out.path().join("fine");
     let ok = plugin
         .handle
         .open_destination("example", ok_dir.to_str().unwrap(), &PushOptions::default())
         .unwrap();
-    ok.put_blob(&mut Noise { left: 10, state: 2 }, &BlobInfo::unknown()).unwrap();
+    ok.put_blob(&mut Noise { left: 10, state: 2 }, &BlobInfo::unknown())
+        .unwrap();
     assert!(Path::new(&ok_dir).is_dir());
 }

@@ -14,7 +14,10 @@ use std::process::Command;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
     match cmd {
         "dist" => {
             let plugins = parse_plugins_flag(rest)?;
@@ -37,9 +40,14 @@ fn main() -> Result<()> {
 fn parse_plugins_flag(rest: &[String]) -> Result<Option<Vec<String>>> {
     match rest {
         [] => Ok(None),
-        [flag, list] if flag == "--plugins" => Ok(Some(list.split(',').map(str::to_string).collect())),
+        [flag, list] if flag == "--plugins" => {
+            Ok(Some(list.split(',').map(str::to_string).collect()))
+        }
         [flag] if flag.starts_with("--plugins=") => Ok(Some(
-            flag["--plugins=".len()..].split(',').map(str::to_string).collect(),
+            flag["--plugins=".len()..]
+                .split(',')
+                .map(str::to_string)
+                .collect(),
         )),
         _ => bail!("usage: cargo xtask dist [--plugins a,b]"),
     }
@@ -47,7 +55,10 @@ fn parse_plugins_flag(rest: &[String]) -> Result<Option<Vec<String>>> {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The cargo target directory.
@@ -100,7 +111,10 @@ fn dist(only: Option<&[String]>) -> Result<PathBuf> {
         Some(list) => {
             for name in list {
                 if !available.contains(name) {
-                    bail!("unknown plugin {name:?}; available: {}", available.join(", "));
+                    bail!(
+                        "unknown plugin {name:?}; available: {}",
+                        available.join(", ")
+                    );
                 }
             }
             list.to_vec()
@@ -118,7 +132,8 @@ fn dist(only: Option<&[String]>) -> Result<PathBuf> {
     let bin = dist.join("bin");
     let plugin_dir = dist.join("lib/kpod/plugins");
     if plugin_dir.exists() {
-        std::fs::remove_dir_all(&plugin_dir).with_context(|| format!("clearing {}", plugin_dir.display()))?;
+        std::fs::remove_dir_all(&plugin_dir)
+            .with_context(|| format!("clearing {}", plugin_dir.display()))?;
     }
     std::fs::create_dir_all(&bin)?;
     std::fs::create_dir_all(&plugin_dir)?;
@@ -139,7 +154,8 @@ fn dist(only: Option<&[String]>) -> Result<PathBuf> {
 fn copy(from: &Path, to: &Path) -> Result<()> {
     // Copy to a temporary name and rename, so a running kpod never sees half a file.
     let tmp = to.with_extension("xtask-tmp");
-    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    std::fs::copy(from, &tmp)
+        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
     std::fs::rename(&tmp, to).with_context(|| format!("renaming to {}", to.display()))?;
     Ok(())
 }
@@ -149,7 +165,8 @@ fn test_plugins() -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root().join("tests/plugins"))? {
         let manifest = entry?.path().join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
         let name = text
             .lines()
             .find_map(|l| l.strip_prefix("name = \""))
@@ -163,7 +180,15 @@ fn test_plugins() -> Result<Vec<String>> {
 
 fn test(extra: &[String]) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     dist(None)?;
     let mut build = cargo();
     build.args(["build", "--release"]);
