@@ -2,7 +2,7 @@
 //! file next to the target, moved into place at commit.
 
 use crate::reference::ArchiveReference;
-use crate::writer::{ArchiveWriter, MAX_CONFIG_SIZE};
+use kpod_docker_archive_writer::{ArchiveWriter, MAX_CONFIG_SIZE};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
 use serde::Deserialize;

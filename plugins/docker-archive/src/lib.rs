@@ -1,20 +1,21 @@
 //! The `docker-archive:PATH[:NAME:TAG]` transport: a `docker save` archive, as
 //! containers/image writes it and `docker load` / `podman load` read it.
 //!
-//! The archive format lives in [`ArchiveWriter`], which writes to any
+//! The archive format lives in [`ArchiveWriter`] (crate
+//! `kpod-docker-archive-writer`, re-exported here), which writes to any
 //! [`std::io::Write`] as one sequential tar stream; the `docker-daemon:`
-//! plugin reuses it to stream an archive into the Docker Engine. This
-//! plugin's [`DockerArchiveDestination`] adds the file handling: the archive
+//! plugin depends on that crate to stream an archive into the Docker Engine.
+//! (It cannot depend on this crate: two plugin libraries linked together
+//! would both define the plugin's exported symbols.) This plugin's [`DockerArchiveDestination`] adds the file handling: the archive
 //! is written to a temporary file next to `PATH` and moved into place at
 //! commit; an existing non-empty `PATH` is refused.
 
 pub mod destination;
 pub mod reference;
-pub mod writer;
 
 pub use destination::DockerArchiveDestination;
+pub use kpod_docker_archive_writer::{ArchiveWriter, ManifestItem, MAX_CONFIG_SIZE};
 pub use reference::ArchiveReference;
-pub use writer::{ArchiveWriter, ManifestItem};
 
 use kpod_plugin_sdk::prelude::*;
 
