@@ -1,0 +1,160 @@
+//! The dir: plugin against real readers: skopeo reads what the plugin wrote.
+//! A missing peer fails the test with the package to install.
+
+use kpod_plugin_dir::DirDestination;
+use kpod_plugin_sdk::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Fails unless `program` is on PATH, naming the Debian package.
+fn require_tool(program: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| panic!("{program} is required by this test: apt-get install {package}"))
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A one-layer image: (layer tar, config, manifest) with `media_type`.
+fn tiny_image(media_type: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_mtime(1_700_000_000);
+    builder.append_data(&mut header, "etc/", &[][..]).unwrap();
+    let body = b"hello from kpod\n";
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(0o644);
+    header.set_size(body.len() as u64);
+    header.set_mtime(1_700_000_000);
+    builder
+        .append_data(&mut header, "etc/hello", &body[..])
+        .unwrap();
+    let layer = builder.into_inner().unwrap();
+    let diff_id = Digest::of(&layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+    )
+    .into_bytes();
+    let (config_type, layer_type) = if media_type == media_types::OCI_MANIFEST {
+        (media_types::OCI_CONFIG, media_types::OCI_LAYER)
+    } else {
+        (media_types::DOCKER_CONFIG, media_types::DOCKER_LAYER)
+    };
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"{config_type}","digest":"{}","size":{}}},"layers":[{{"mediaType":"{layer_type}","digest":"{diff_id}","size":{}}}]}}"#,
+        Digest::of(&config),
+        config.len(),
+        layer.len()
+    )
+    .into_bytes();
+    (layer, config, manifest)
+}
+
+fn push(target: &Path, media_type: &str, signatures: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
+    let (layer, config, manifest) = tiny_image(media_type);
+    let mut dest = DirDestination::open(target).unwrap();
+    let info = BlobInfo::known(Digest::of(&layer).as_str(), layer.len() as u64);
+    dest.put_blob(&mut &layer[..], &info).unwrap();
+    let mut info = BlobInfo::known(Digest::of(&config).as_str(), config.len() as u64);
+    info.is_config = true;
+    dest.put_blob(&mut &config[..], &info).unwrap();
+    dest.put_manifest(&manifest, media_type).unwrap();
+    dest.put_signatures(signatures).unwrap();
+    dest.commit().unwrap();
+    (layer, manifest)
+}
+
+#[test]
+fn skopeo_reads_and_copies_a_dir_image() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    for media_type in [media_types::OCI_MANIFEST, media_types::DOCKER_V2S2_MANIFEST] {
+        let src = tmp.path().join("src");
+        // Opaque to the transport; the first byte makes containers/image see
+        // an OpenPGP message (compressed data packet), as a real one would be.
+        let mut signature = vec![0xA3, 0x01];
+        signature.extend_from_slice(b"signature bytes, not verified by a copy");
+        let (layer, manifest) = push(&src, media_type, &[signature.clone()]);
+
+        let out = run_ok(
+            Command::new("skopeo")
+                .arg("inspect")
+                .arg(format!("dir:{}", src.display())),
+        );
+        let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspect["Layers"][0], Digest::of(&layer).as_str());
+        assert_eq!(inspect["Os"], "linux");
+        assert_eq!(inspect["Digest"], Digest::of(&manifest).as_str());
+
+        // skopeo copies it, signatures included, without changing the manifest.
+        let copy = tmp.path().join("copy");
+        let _ = std::fs::remove_dir_all(&copy);
+        run_ok(
+            Command::new("skopeo")
+                .arg("copy")
+                .arg("--quiet")
+                .arg(format!("dir:{}", src.display()))
+                .arg(format!("dir:{}", copy.display())),
+        );
+        assert_eq!(std::fs::read(copy.join("manifest.json")).unwrap(), manifest);
+        assert_eq!(std::fs::read(copy.join("signature-1")).unwrap(), signature);
+
+        // And into an OCI layout, which checks every blob's digest on the way.
+        let oci = tmp.path().join("oci");
+        run_ok(
+            Command::new("skopeo")
+                .arg("copy")
+                .arg("--quiet")
+                .arg("--remove-signatures")
+                .arg(format!("dir:{}", src.display()))
+                .arg(format!("oci:{}:copied", oci.display())),
+        );
+        assert!(oci.join("index.json").is_file());
+    }
+}
+
+#[test]
+fn skopeo_writes_a_dir_that_the_plugin_then_replaces() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    push(&first, media_types::OCI_MANIFEST, &[]);
+    // skopeo writes a dir: image of its own; the plugin accepts to replace it.
+    let by_skopeo = tmp.path().join("by-skopeo");
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg("--quiet")
+            .arg(format!("dir:{}", first.display()))
+            .arg(format!("dir:{}", by_skopeo.display())),
+    );
+    let (_, manifest) = push(&by_skopeo, media_types::DOCKER_V2S2_MANIFEST, &[]);
+    assert_eq!(
+        std::fs::read(by_skopeo.join("manifest.json")).unwrap(),
+        manifest
+    );
+    run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("dir:{}", by_skopeo.display())),
+    );
+}
