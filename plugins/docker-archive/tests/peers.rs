@@ -1,0 +1,165 @@
+//! The docker-archive: plugin against real readers: skopeo and podman load
+//! read the archives it writes. A missing peer fails the test with the
+//! package to install.
+
+use kpod_plugin_docker_archive::{ArchiveReference, DockerArchiveDestination};
+use kpod_plugin_sdk::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Fails unless `program` is on PATH, naming the Debian package.
+fn require_tool(program: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| panic!("{program} is required by this test: apt-get install {package}"))
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A layer tar with `etc/<name>` holding `text`.
+fn layer(name: &str, text: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header.set_mtime(1_700_000_000);
+    builder.append_data(&mut header, "etc/", &[][..]).unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(0o644);
+    header.set_size(text.len() as u64);
+    header.set_mtime(1_700_000_000);
+    builder
+        .append_data(&mut header, format!("etc/{name}"), text.as_bytes())
+        .unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// Pushes a two-layer image to `docker-archive:<reference>`; the second layer
+/// goes without announced digest and size (so it is spooled). Returns the
+/// layers' digests and the config digest.
+fn push(reference: &str) -> (Vec<Digest>, Digest) {
+    let layers = [layer("a", "first layer\n"), layer("b", "second layer\n")];
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{}","{}"]}},"history":[{{"created_by":"a"}},{{"created_by":"b"}}]}}"#,
+        diff_ids[0], diff_ids[1]
+    )
+    .into_bytes();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[{{"mediaType":"{l}","digest":"{}","size":{}}},{{"mediaType":"{l}","digest":"{}","size":{}}}]}}"#,
+        media_types::DOCKER_V2S2_MANIFEST,
+        media_types::DOCKER_CONFIG,
+        Digest::of(&config),
+        config.len(),
+        diff_ids[0],
+        layers[0].len(),
+        diff_ids[1],
+        layers[1].len(),
+        l = media_types::DOCKER_LAYER,
+    )
+    .into_bytes();
+    let mut dest =
+        DockerArchiveDestination::open(&ArchiveReference::parse(reference).unwrap()).unwrap();
+    let info = BlobInfo::known(diff_ids[0].as_str(), layers[0].len() as u64);
+    dest.put_blob(&mut &layers[0][..], &info).unwrap();
+    dest.put_blob(&mut &layers[1][..], &BlobInfo::unknown())
+        .unwrap();
+    let mut info = BlobInfo::known(Digest::of(&config).as_str(), config.len() as u64);
+    info.is_config = true;
+    dest.put_blob(&mut &config[..], &info).unwrap();
+    dest.put_manifest(&manifest, media_types::DOCKER_V2S2_MANIFEST)
+        .unwrap();
+    dest.commit().unwrap();
+    (diff_ids, Digest::of(&config))
+}
+
+#[test]
+fn skopeo_reads_and_copies_the_archive() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("image.tar");
+    let (layers, config) = push(&format!("{}:kpod-test/img:v1", archive.display()));
+
+    let out = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", archive.display())),
+    );
+    let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspect["Layers"][0], layers[0].as_str());
+    assert_eq!(inspect["Layers"][1], layers[1].as_str());
+    assert_eq!(inspect["Os"], "linux");
+
+    // Selecting the image by its name works too.
+    run_ok(Command::new("skopeo").arg("inspect").arg(format!(
+        "docker-archive:{}:docker.io/kpod-test/img:v1",
+        archive.display()
+    )));
+
+    let oci = tmp.path().join("oci");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("oci:{}:x", oci.display())),
+    );
+    // The copy converts the image to OCI (a new config), with the same layers.
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("oci:{}:x", oci.display())),
+    );
+    let converted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diff_ids: Vec<&str> = layers.iter().map(Digest::as_str).collect();
+    assert_eq!(converted["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("docker-archive:{}", archive.display())),
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["config"]["digest"], config.as_str());
+}
+
+#[test]
+fn podman_loads_the_archive() {
+    require_tool("podman", "podman");
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("image.tar");
+    let (layers, config) = push(&format!("{}:kpod-test/loaded:v2", archive.display()));
+    let podman = |root: &Path| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(root.join("root"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none"]);
+        cmd
+    };
+    let out = run_ok(podman(tmp.path()).arg("load").arg("-i").arg(&archive));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("docker.io/kpod-test/loaded:v2"), "{text}");
+    let out =
+        run_ok(podman(tmp.path()).args(["image", "inspect", "docker.io/kpod-test/loaded:v2"]));
+    let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspect[0]["Id"], config.hex());
+    assert_eq!(inspect[0]["RootFS"]["Layers"][0], layers[0].as_str());
+    assert_eq!(inspect[0]["RootFS"]["Layers"][1], layers[1].as_str());
+}
