@@ -163,3 +163,98 @@ fn podman_loads_the_archive() {
     assert_eq!(inspect[0]["RootFS"]["Layers"][0], layers[0].as_str());
     assert_eq!(inspect[0]["RootFS"]["Layers"][1], layers[1].as_str());
 }
+
+/// A dockerd of the test's own (data root, exec root and socket in a
+/// temporary directory), stopped when dropped.
+struct Dockerd {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Dockerd {
+    fn start(dir: &Path) -> Dockerd {
+        let socket = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--storage-driver=vfs",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let mut daemon = Dockerd { child, socket };
+        for _ in 0..120 {
+            if daemon
+                .docker()
+                .arg("version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+            {
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
+                panic!("dockerd exited with {status}:\n{log}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let log = std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
+        panic!("dockerd did not answer within 60 s:\n{log}");
+    }
+
+    fn docker(&self) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", format!("unix://{}", self.socket.display()));
+        cmd
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM to the dockerd this test started, then wait for it.
+        terminate(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+#[test]
+fn docker_loads_the_archive() {
+    require_tool("dockerd", "docker.io");
+    require_tool("docker", "docker.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("image.tar");
+    let (layers, config) = push(&format!("{}:kpod-test/docker:v3", archive.display()));
+    let daemon = Dockerd::start(tmp.path());
+    let out = run_ok(daemon.docker().arg("load").arg("-i").arg(&archive));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kpod-test/docker:v3"), "{text}");
+    let out = run_ok(
+        daemon
+            .docker()
+            .args(["image", "inspect", "kpod-test/docker:v3"]),
+    );
+    let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspect[0]["Id"], config.as_str());
+    assert_eq!(inspect[0]["RootFS"]["Layers"][0], layers[0].as_str());
+    assert_eq!(inspect[0]["RootFS"]["Layers"][1], layers[1].as_str());
+}
