@@ -99,7 +99,11 @@ pub struct BlobInfoCache {
 impl BlobInfoCache {
     /// Where the cache lives for this user, if a home or cache directory is known.
     pub fn default_path() -> Option<PathBuf> {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         if let Some(dir) = var("KPOD_CACHE_DIR") {
             return Some(dir.join(FILE_NAME));
         }
@@ -166,7 +170,13 @@ impl BlobInfoCache {
         };
         let entry = data.layers.entry(diff_id.to_string()).or_default();
         entry.used = now();
-        merge_blob(entry, blob.digest.clone(), blob.size, blob.compression, &blob.locations);
+        merge_blob(
+            entry,
+            blob.digest.clone(),
+            blob.size,
+            blob.compression,
+            &blob.locations,
+        );
         if !location.is_empty() {
             if let Some(stored) = entry.blobs.iter_mut().find(|b| b.digest == blob.digest) {
                 stored.locations.retain(|l| l != location);
@@ -264,7 +274,10 @@ fn read_file(path: &Path) -> CacheFile {
             CacheFile::default()
         }
         Err(e) => {
-            log::warn!("ignoring the corrupt blob-info cache {}: {e}", path.display());
+            log::warn!(
+                "ignoring the corrupt blob-info cache {}: {e}",
+                path.display()
+            );
             CacheFile::default()
         }
     }
@@ -308,16 +321,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join(FILE_NAME);
         let cache = BlobInfoCache::open(&path);
-        cache.record("sha256:a", &blob("sha256:b", CompressionAlgorithm::Gzip), "dir:/x");
-        cache.record("sha256:a", &blob("sha256:c", CompressionAlgorithm::Zstd), "");
-        cache.record("sha256:a", &blob("sha256:b", CompressionAlgorithm::Gzip), "dir:/y");
+        cache.record(
+            "sha256:a",
+            &blob("sha256:b", CompressionAlgorithm::Gzip),
+            "dir:/x",
+        );
+        cache.record(
+            "sha256:a",
+            &blob("sha256:c", CompressionAlgorithm::Zstd),
+            "",
+        );
+        cache.record(
+            "sha256:a",
+            &blob("sha256:b", CompressionAlgorithm::Gzip),
+            "dir:/y",
+        );
         cache.save().unwrap();
         let again = BlobInfoCache::open(&path);
         let c = again.candidates("sha256:a");
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].digest, "sha256:b");
         assert_eq!(c[0].compression, CompressionAlgorithm::Gzip);
-        assert_eq!(c[0].locations, vec!["dir:/y".to_string(), "dir:/x".to_string()]);
+        assert_eq!(
+            c[0].locations,
+            vec!["dir:/y".to_string(), "dir:/x".to_string()]
+        );
         assert_eq!(c[1].compression, CompressionAlgorithm::Zstd);
         assert!(again.candidates("sha256:zz").is_empty());
     }
@@ -329,7 +357,11 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         let cache = BlobInfoCache::open(&path);
         assert!(cache.candidates("sha256:a").is_empty());
-        cache.record("sha256:a", &blob("sha256:b", CompressionAlgorithm::Gzip), "");
+        cache.record(
+            "sha256:a",
+            &blob("sha256:b", CompressionAlgorithm::Gzip),
+            "",
+        );
         cache.save().unwrap();
         assert_eq!(BlobInfoCache::open(&path).candidates("sha256:a").len(), 1);
     }
@@ -340,8 +372,16 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let one = BlobInfoCache::open(&path);
         let two = BlobInfoCache::open(&path);
-        one.record("sha256:a", &blob("sha256:b", CompressionAlgorithm::Gzip), "");
-        two.record("sha256:c", &blob("sha256:d", CompressionAlgorithm::Gzip), "");
+        one.record(
+            "sha256:a",
+            &blob("sha256:b", CompressionAlgorithm::Gzip),
+            "",
+        );
+        two.record(
+            "sha256:c",
+            &blob("sha256:d", CompressionAlgorithm::Gzip),
+            "",
+        );
         one.save().unwrap();
         two.save().unwrap();
         let both = BlobInfoCache::open(&path);

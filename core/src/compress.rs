@@ -125,10 +125,10 @@ pub fn compressing_reader<'a>(
 
 /// Compresses one block into one gzip member with a fixed header.
 fn gzip_member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut encoder = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::with_capacity(block.len() / 2 + 64), Compression::new(level));
+    let mut encoder = GzBuilder::new().mtime(0).operating_system(255).write(
+        Vec::with_capacity(block.len() / 2 + 64),
+        Compression::new(level),
+    );
     encoder.write_all(block)?;
     encoder.finish()
 }

@@ -81,8 +81,8 @@ impl LayerContext<'_> {
         }
         if self.keep_original {
             if let Some(original) = job.original {
-                let original_algorithm =
-                    layer_compression(&original.media_type).unwrap_or(CompressionAlgorithm::Unknown);
+                let original_algorithm = layer_compression(&original.media_type)
+                    .unwrap_or(CompressionAlgorithm::Unknown);
                 if original_algorithm != self.target_algorithm() {
                     return Err(invalidates_signatures(
                         &self.image,
@@ -192,7 +192,11 @@ impl LayerContext<'_> {
         let answer = match self.dest.try_reuse_blob(&query) {
             Ok(answer) => answer,
             Err(e) if e.kind == ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::Plugin(e.context(format!("checking for layer {diff_id}")))),
+            Err(e) => {
+                return Err(Error::Plugin(
+                    e.context(format!("checking for layer {diff_id}")),
+                ))
+            }
         };
         let Some(answer) = answer else {
             return Ok(None);
@@ -213,7 +217,9 @@ impl LayerContext<'_> {
                 self.acceptable.contains(&compression)
             };
         let Some(size) = size.filter(|_| usable) else {
-            log::debug!("ignoring the destination's unusable reuse answer {digest} for layer {diff_id}");
+            log::debug!(
+                "ignoring the destination's unusable reuse answer {digest} for layer {diff_id}"
+            );
             return Ok(None);
         };
         Ok(Some(LayerReport {
@@ -271,7 +277,10 @@ impl LayerContext<'_> {
                     return if *kind == io::ErrorKind::InvalidData {
                         Error::Integrity(message.clone())
                     } else {
-                        Error::io(format!("reading {what}"), io::Error::new(*kind, message.clone()))
+                        Error::io(
+                            format!("reading {what}"),
+                            io::Error::new(*kind, message.clone()),
+                        )
                     };
                 }
             }
@@ -285,8 +294,11 @@ impl LayerContext<'_> {
             Ok(stored) => stored,
             Err(e) => {
                 let from_source = source_error.lock().map(|s| s.is_some()).unwrap_or(false);
-                if from_source || e.message.contains(ABORTED) {
+                if from_source {
                     return Err(read_failure(None));
+                }
+                if e.message.contains(ABORTED) {
+                    return Err(Error::Other(ABORTED.to_string()));
                 }
                 return Err(Error::Plugin(e.context(format!("storing {what}"))));
             }

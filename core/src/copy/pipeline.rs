@@ -7,7 +7,9 @@ use super::progress::Progress;
 use super::source::SourceImage;
 use super::streams::ABORTED;
 use crate::compress::CompressionFormat;
-use crate::manifest::{layer_media_type, zstd_needs_oci, Descriptor, LayerKind, Manifest, ManifestFormat};
+use crate::manifest::{
+    layer_media_type, zstd_needs_oci, Descriptor, LayerKind, Manifest, ManifestFormat,
+};
 use crate::{Error, Result};
 use kpod_plugin_sdk::{
     BlobInfo, CompressionAlgorithm, Digest, ErrorKind, LayerCompression, ReuseQuery,
@@ -106,10 +108,12 @@ pub fn copy_image(
         }
     }
     if supported.is_empty() {
-        return Err(Error::Plugin(kpod_plugin_sdk::PluginError::unsupported(format!(
-            "the destination accepts none of the manifest types kpod writes (it accepts: {})",
-            accepted_types.join(", ")
-        ))));
+        return Err(Error::Plugin(kpod_plugin_sdk::PluginError::unsupported(
+            format!(
+                "the destination accepts none of the manifest types kpod writes (it accepts: {})",
+                accepted_types.join(", ")
+            ),
+        )));
     }
     let mut formats = match opts.force_format {
         Some(forced) if !supported.contains(&forced) => {
@@ -163,7 +167,11 @@ pub fn copy_image(
     }
 
     // Layers.
-    let jobs_wanted = if opts.jobs == 0 { default_jobs() } else { opts.jobs };
+    let jobs_wanted = if opts.jobs == 0 {
+        default_jobs()
+    } else {
+        opts.jobs
+    };
     let workers = if dest.has_thread_safe_put_blob() {
         jobs_wanted.clamp(1, layers.len().max(1))
     } else {
@@ -261,7 +269,10 @@ pub fn copy_image(
         if keep_signatures {
             let unchanged = original.as_ref().map(|(_, _, raw)| raw == &bytes);
             if unchanged != Some(true) {
-                return Err(invalidates_signatures(&image, "new layer digests in its manifest"));
+                return Err(invalidates_signatures(
+                    &image,
+                    "new layer digests in its manifest",
+                ));
             }
         }
         progress.writing_manifest();
@@ -278,9 +289,8 @@ pub fn copy_image(
         }
     }
     let Some((manifest, format)) = written else {
-        return Err(last_error.unwrap_or_else(|| {
-            Error::Other("no manifest format could be written".to_string())
-        }));
+        return Err(last_error
+            .unwrap_or_else(|| Error::Other("no manifest format could be written".to_string())));
     };
     let manifest_digest = Digest::of(&manifest).as_str().to_string();
 
@@ -343,7 +353,9 @@ fn original_manifest(
         return Ok(None);
     };
     let Some((manifest, format)) = Manifest::parse(&raw, &media_type)? else {
-        log::info!("{image}: the stored manifest ({media_type}) is not one kpod edits; building a new one");
+        log::info!(
+            "{image}: the stored manifest ({media_type}) is not one kpod edits; building a new one"
+        );
         return Ok(None);
     };
     if manifest.layers.len() != layer_count {
@@ -408,15 +420,19 @@ fn build_manifest(
     manifest.to_bytes(format)
 }
 
+/// A layer's report and the bytes sent for it, or why it failed.
+type LayerOutcome = Result<(LayerReport, u64)>;
+
 /// Runs the layer copies on `workers` threads; results come back in layer order.
 fn run_layers(
     ctx: &LayerContext<'_>,
     jobs: &[LayerJob<'_>],
     workers: usize,
 ) -> Result<Vec<(LayerReport, u64)>> {
-    let results: Mutex<Vec<Option<Result<(LayerReport, u64)>>>> =
+    let results: Mutex<Vec<Option<LayerOutcome>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
     let next = AtomicUsize::new(0);
+    let first_failure: Mutex<Option<usize>> = Mutex::new(None);
     let work = || loop {
         if ctx.abort.load(Ordering::Relaxed) {
             break;
@@ -424,8 +440,11 @@ fn run_layers(
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(job) = jobs.get(i) else { break };
         let result = ctx.copy_layer(job);
-        if result.is_err() {
-            ctx.abort.store(true, Ordering::Relaxed);
+        if result.is_err() && !ctx.abort.swap(true, Ordering::SeqCst) {
+            // The failure that stopped the others is the one to report.
+            if let Ok(mut first) = first_failure.lock() {
+                first.get_or_insert(i);
+            }
         }
         if let Ok(mut slots) = results.lock() {
             slots[i] = Some(result);
@@ -443,6 +462,12 @@ fn run_layers(
     let slots = results
         .into_inner()
         .map_err(|_| Error::Other("a layer copy thread panicked".to_string()))?;
+    let mut slots = slots;
+    if let Some(i) = first_failure.into_inner().ok().flatten() {
+        if let Some(Some(Err(e))) = slots.get_mut(i).map(Option::take) {
+            return Err(e);
+        }
+    }
     let mut out = Vec::with_capacity(slots.len());
     let mut aborted: Option<Error> = None;
     let mut first_error: Option<Error> = None;

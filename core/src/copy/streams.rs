@@ -70,7 +70,7 @@ impl<'a> SentReader<'a> {
     pub fn drain(&mut self) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         while !self.eof {
-            self.read(&mut buf)?;
+            let _ = self.read(&mut buf)?;
         }
         Ok(())
     }

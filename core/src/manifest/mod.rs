@@ -290,7 +290,10 @@ impl Manifest {
 }
 
 /// The media type of a layer in `format` with `compression`.
-pub fn layer_media_type(format: ManifestFormat, compression: CompressionAlgorithm) -> Result<&'static str> {
+pub fn layer_media_type(
+    format: ManifestFormat,
+    compression: CompressionAlgorithm,
+) -> Result<&'static str> {
     let kind = match compression {
         CompressionAlgorithm::Gzip => LayerKind::Gzip,
         CompressionAlgorithm::Zstd => LayerKind::Zstd,
