@@ -14,7 +14,10 @@ pub fn file_name(key: &str) -> String {
     if plain {
         key.to_string()
     } else {
-        format!("={}", base64::engine::general_purpose::STANDARD.encode(key.as_bytes()))
+        format!(
+            "={}",
+            base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+        )
     }
 }
 

@@ -138,7 +138,8 @@ impl StoreConfig {
             .as_ref()
             .is_some_and(|f| env.system_files.contains(f));
         let s = &conf.storage;
-        let nonempty = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
+        let nonempty =
+            |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
         let home = || {
             env.home.clone().ok_or_else(|| {
                 Error::Storage("cannot find the rootless store: $HOME is not set".into())
@@ -149,7 +150,11 @@ impl StoreConfig {
             Some(p) => p.clone(),
             None if env.rootless => {
                 // A rootless user ignores the system file's graphroot (it belongs to root).
-                let own = if from_system { None } else { nonempty(&s.graphroot) };
+                let own = if from_system {
+                    None
+                } else {
+                    nonempty(&s.graphroot)
+                };
                 match own.or_else(|| nonempty(&s.rootless_storage_path)) {
                     Some(p) => PathBuf::from(expand_home(&p, env)),
                     None => match &env.xdg_data_home {
@@ -165,7 +170,11 @@ impl StoreConfig {
         let run_root = match &opts.run_root {
             Some(p) => p.clone(),
             None if env.rootless => {
-                let own = if from_system { None } else { nonempty(&s.runroot) };
+                let own = if from_system {
+                    None
+                } else {
+                    nonempty(&s.runroot)
+                };
                 match own {
                     Some(p) => PathBuf::from(expand_home(&p, env)),
                     None => match &env.xdg_runtime_dir {
@@ -248,8 +257,12 @@ fn read_config(env: &Environment) -> Result<(Option<PathBuf>, ConfFile)> {
 }
 
 fn parse_file(path: &Path) -> Result<ConfFile> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading storage configuration {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(
+            format!("reading storage configuration {}", path.display()),
+            e,
+        )
+    })?;
     toml::from_str(&text).map_err(|e| {
         let msg = e.to_string();
         let first = msg.lines().next().unwrap_or("invalid TOML").to_string();
@@ -284,9 +297,16 @@ mod tests {
     fn file_env_and_options_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = env(dir.path());
-        std::fs::write(dir.path().join("usr.conf"), "[storage]\ndriver=\"vfs\"\ngraphroot=\"/usr-g\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("usr.conf"),
+            "[storage]\ndriver=\"vfs\"\ngraphroot=\"/usr-g\"\n",
+        )
+        .unwrap();
         let c = StoreConfig::resolve(&StoreOptions::default(), &e).unwrap();
-        assert_eq!((c.driver.as_str(), c.graph_root.as_path()), ("vfs", Path::new("/usr-g")));
+        assert_eq!(
+            (c.driver.as_str(), c.graph_root.as_path()),
+            ("vfs", Path::new("/usr-g"))
+        );
         std::fs::write(
             dir.path().join("etc.conf"),
             "[storage]\ndriver=\"overlay\"\ngraphroot=\"/etc-g\"\nrunroot=\"/etc-r\"\n[storage.options]\nadditionalimagestores=[\"/ro\"]\n",
@@ -298,14 +318,28 @@ mod tests {
         assert_eq!(c.run_root, PathBuf::from("/etc-r"));
         assert_eq!(c.additional_image_stores, vec![PathBuf::from("/ro")]);
         e.storage_driver = Some("vfs".into());
-        assert_eq!(StoreConfig::resolve(&StoreOptions::default(), &e).unwrap().driver, "vfs");
+        assert_eq!(
+            StoreConfig::resolve(&StoreOptions::default(), &e)
+                .unwrap()
+                .driver,
+            "vfs"
+        );
         let own = dir.path().join("own.conf");
         std::fs::write(&own, "[storage]\ngraphroot=\"/own\"\n").unwrap();
         e.storage_conf = Some(own);
-        let opts = StoreOptions { run_root: Some("/rr".into()), ..Default::default() };
+        let opts = StoreOptions {
+            run_root: Some("/rr".into()),
+            ..Default::default()
+        };
         let c = StoreConfig::resolve(&opts, &e).unwrap();
-        assert_eq!((c.graph_root.as_path(), c.run_root.as_path()), (Path::new("/own"), Path::new("/rr")));
-        let opts = StoreOptions { driver: Some("btrfs".into()), ..Default::default() };
+        assert_eq!(
+            (c.graph_root.as_path(), c.run_root.as_path()),
+            (Path::new("/own"), Path::new("/rr"))
+        );
+        let opts = StoreOptions {
+            driver: Some("btrfs".into()),
+            ..Default::default()
+        };
         let err = StoreConfig::resolve(&opts, &e).unwrap_err().to_string();
         assert!(err.contains("\"btrfs\" is not supported"), "{err}");
     }
@@ -316,13 +350,24 @@ mod tests {
         let mut e = env(dir.path());
         e.rootless = true;
         e.uid = 1000;
-        std::fs::write(dir.path().join("etc.conf"), "[storage]\ngraphroot=\"/var/lib/x\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc.conf"),
+            "[storage]\ngraphroot=\"/var/lib/x\"\n",
+        )
+        .unwrap();
         let c = StoreConfig::resolve(&StoreOptions::default(), &e).unwrap();
-        assert_eq!(c.graph_root, dir.path().join("home/.local/share/containers/storage"));
+        assert_eq!(
+            c.graph_root,
+            dir.path().join("home/.local/share/containers/storage")
+        );
         assert_eq!(c.run_root, PathBuf::from("/run/user/1000/containers"));
         let user = dir.path().join("home/.config/containers");
         std::fs::create_dir_all(&user).unwrap();
-        std::fs::write(user.join("storage.conf"), "[storage]\ngraphroot=\"$HOME/g\"\ndriver=\"vfs\"\n").unwrap();
+        std::fs::write(
+            user.join("storage.conf"),
+            "[storage]\ngraphroot=\"$HOME/g\"\ndriver=\"vfs\"\n",
+        )
+        .unwrap();
         let c = StoreConfig::resolve(&StoreOptions::default(), &e).unwrap();
         assert_eq!(c.graph_root, dir.path().join("home/g"));
         assert_eq!(c.driver, "vfs");
@@ -335,7 +380,12 @@ mod tests {
         let bad = dir.path().join("bad.conf");
         std::fs::write(&bad, "[storage\n").unwrap();
         e.storage_conf = Some(bad);
-        let err = StoreConfig::resolve(&StoreOptions::default(), &e).unwrap_err().to_string();
-        assert!(err.starts_with("storage configuration ") && !err.contains('\n'), "{err}");
+        let err = StoreConfig::resolve(&StoreOptions::default(), &e)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("storage configuration ") && !err.contains('\n'),
+            "{err}"
+        );
     }
 }

@@ -41,8 +41,17 @@ pub struct LayerFiles {
 
 enum Current {
     None,
-    Segment { data: Vec<u8>, pos: usize },
-    File { file: File, name: String, remaining: u64, crc: crc::Digest<'static, u64>, expected: u64 },
+    Segment {
+        data: Vec<u8>,
+        pos: usize,
+    },
+    File {
+        file: File,
+        name: String,
+        remaining: u64,
+        crc: crc::Digest<'static, u64>,
+        expected: u64,
+    },
 }
 
 /// The reassembled tar of one layer; implements [`Read`].
@@ -59,7 +68,9 @@ pub struct LayerReader {
 
 impl std::fmt::Debug for LayerReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LayerReader").field("layer", &self.files.layer_id).finish()
+        f.debug_struct("LayerReader")
+            .field("layer", &self.files.layer_id)
+            .finish()
     }
 }
 
@@ -99,7 +110,10 @@ impl LayerReader {
     }
 
     fn fail(&mut self, what: String) -> io::Error {
-        let msg = format!("{}, layer {}: {what}", self.files.image, self.files.layer_id);
+        let msg = format!(
+            "{}, layer {}: {what}",
+            self.files.image, self.files.layer_id
+        );
         self.failed = Some(msg.clone());
         io::Error::new(io::ErrorKind::InvalidData, msg)
     }
@@ -123,12 +137,21 @@ impl LayerReader {
             {
                 Ok(f) => return Ok(f),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("file {display:?}: cannot open {}: {e}", path.display())),
+                Err(e) => {
+                    return Err(format!(
+                        "file {display:?}: cannot open {}: {e}",
+                        path.display()
+                    ))
+                }
             }
         }
         Err(format!(
             "file {display:?} is missing from the layer tree {}",
-            self.files.trees.first().map(|p| p.display().to_string()).unwrap_or_default()
+            self.files
+                .trees
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         ))
     }
 
@@ -148,7 +171,10 @@ impl LayerReader {
         }
         if let Some(size) = self.files.diff_size {
             if size != self.written {
-                return Err(self.fail(format!("reassembled tar has {} bytes, expected {size}", self.written)));
+                return Err(self.fail(format!(
+                    "reassembled tar has {} bytes, expected {size}",
+                    self.written
+                )));
             }
         }
         self.done = true;
@@ -178,7 +204,13 @@ impl Read for LayerReader {
                     }
                     self.current = Current::None;
                 }
-                Current::File { file, name, remaining, crc, expected } => {
+                Current::File {
+                    file,
+                    name,
+                    remaining,
+                    crc,
+                    expected,
+                } => {
                     if *remaining > 0 {
                         let want = (*remaining).min(buf.len() as u64) as usize;
                         let n = match file.read(&mut buf[..want]) {
@@ -220,7 +252,9 @@ impl Read for LayerReader {
                         let what = format!("tar-split {}: {e}", self.files.tar_split.display());
                         return Err(self.fail(what));
                     }
-                    Some(Ok(Entry::Segment(data))) => self.current = Current::Segment { data, pos: 0 },
+                    Some(Ok(Entry::Segment(data))) => {
+                        self.current = Current::Segment { data, pos: 0 }
+                    }
                     Some(Ok(Entry::File { size: 0, .. })) => {}
                     Some(Ok(Entry::File { name, size, crc })) => {
                         let file = match self.open_content(&name) {

@@ -85,10 +85,24 @@ pub fn image_rows(store: &Store) -> Result<Vec<ImageRow>> {
 /// The `kpod images` table: `REPOSITORY TAG IMAGE ID CREATED SIZE`, columns
 /// padded like podman's.
 pub fn images_table(rows: &[ImageRow]) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let mut cells = vec![["REPOSITORY".to_string(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into()]];
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut cells = vec![[
+        "REPOSITORY".to_string(),
+        "TAG".into(),
+        "IMAGE ID".into(),
+        "CREATED".into(),
+        "SIZE".into(),
+    ]];
     for r in rows {
-        cells.push([r.repository.clone(), r.tag.clone(), r.id.clone(), r.created_human(now), r.size_human()]);
+        cells.push([
+            r.repository.clone(),
+            r.tag.clone(),
+            r.id.clone(),
+            r.created_human(now),
+            r.size_human(),
+        ]);
     }
     let mut widths = [0usize; 5];
     for c in &cells {
@@ -149,11 +163,24 @@ pub fn images_json(store: &Store) -> Result<String> {
 /// fractions and numeric offsets allowed).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     let mut rest = &s[19..];
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
@@ -163,7 +190,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         "Z" | "z" => 0,
         _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
             let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 3600 + rest.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 3600
+                + rest.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -262,8 +290,14 @@ mod tests {
     fn times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2017-06-01T00:00:00Z"), Some(1_496_275_200));
-        assert_eq!(parse_rfc3339("2026-11-27T19:48:50.997455181Z"), Some(1_795_808_930));
-        assert_eq!(parse_rfc3339("2017-06-01T02:00:00+02:00"), Some(1_496_275_200));
+        assert_eq!(
+            parse_rfc3339("2026-11-27T19:48:50.997455181Z"),
+            Some(1_795_808_930)
+        );
+        assert_eq!(
+            parse_rfc3339("2017-06-01T02:00:00+02:00"),
+            Some(1_496_275_200)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(human_duration(0), "Less than a second");
         assert_eq!(human_duration(90), "About a minute");

@@ -98,7 +98,12 @@ fn open_and_lock(path: &Path) -> Result<Option<File>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("opening lock file {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("opening lock file {}", path.display()),
+                e,
+            ))
+        }
     };
     loop {
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -113,7 +118,10 @@ fn open_and_lock(path: &Path) -> Result<Option<File>> {
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io(format!("taking a read lock on {}", path.display()), err));
+            return Err(Error::io(
+                format!("taking a read lock on {}", path.display()),
+                err,
+            ));
         }
     }
 }

@@ -104,7 +104,11 @@ pub fn read_images(graph_root: &Path, driver: &str) -> Result<Vec<ImageRecord>> 
 /// Reads the layer records of a store under `layers.lock`: `layers.json` in
 /// `<graph_root>/<driver>-layers/`, and `volatile-layers.json` there or in
 /// `<run_root>/<driver>-layers/` (transient stores).
-pub fn read_layers(graph_root: &Path, run_root: Option<&Path>, driver: &str) -> Result<Vec<LayerRecord>> {
+pub fn read_layers(
+    graph_root: &Path,
+    run_root: Option<&Path>,
+    driver: &str,
+) -> Result<Vec<LayerRecord>> {
     let dir = layers_dir(graph_root, driver);
     let _lock = ReadLock::acquire(&dir.join("layers.lock"))?;
     let mut all: Vec<LayerRecord> = read_json_array(&dir.join("layers.json"))?;

@@ -33,7 +33,8 @@ impl Reference {
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
                 let (algo, hex) = d.split_once(':')?;
-                if algo.is_empty() || hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if algo.is_empty() || hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+                {
                     return None;
                 }
                 (r, Some(d.to_string()))
@@ -41,13 +42,16 @@ impl Reference {
             None => (s, None),
         };
         let (name, tag) = match rest.rfind(':') {
-            Some(i) if !rest[i + 1..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_string())),
+            Some(i) if !rest[i + 1..].contains('/') => {
+                (&rest[..i], Some(rest[i + 1..].to_string()))
+            }
             _ => (rest, None),
         };
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                 && !t.starts_with(['.', '-']);
             if !ok {
                 return None;
@@ -55,7 +59,10 @@ impl Reference {
         }
         let (domain, path) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 (Some(first.to_string()), rest)
             }
@@ -64,7 +71,9 @@ impl Reference {
         let valid_path = !path.is_empty()
             && path.split('/').all(|c| {
                 !c.is_empty()
-                    && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                    && c.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
+                    })
                     && c.as_bytes()[0].is_ascii_alphanumeric()
             });
         if !valid_path {
@@ -78,7 +87,12 @@ impl Reference {
             Some("index.docker.io") => (Some("docker.io".to_string()), path.to_string()),
             _ => (domain, path.to_string()),
         };
-        Some(Reference { domain, path, tag, digest })
+        Some(Reference {
+            domain,
+            path,
+            tag,
+            digest,
+        })
     }
 
     /// True when the reference names no registry.
@@ -124,7 +138,11 @@ pub fn split_name(name: &str) -> (String, Option<String>, Option<String>) {
         None => (name, None),
     };
     match rest.rfind(':') {
-        Some(i) if !rest[i + 1..].contains('/') => (rest[..i].to_string(), Some(rest[i + 1..].to_string()), digest),
+        Some(i) if !rest[i + 1..].contains('/') => (
+            rest[..i].to_string(),
+            Some(rest[i + 1..].to_string()),
+            digest,
+        ),
         _ => (rest.to_string(), None, digest),
     }
 }
@@ -140,18 +158,25 @@ fn has_digest(image: &Image, digest: &str) -> bool {
 
 /// The image a fully qualified candidate (`repo:tag` or `repo@digest`) names.
 fn by_candidate<'a>(images: &'a [Image], candidate: &str) -> Option<&'a Image> {
-    if let Some(img) = images.iter().find(|i| i.names.iter().any(|n| n == candidate)) {
+    if let Some(img) = images
+        .iter()
+        .find(|i| i.names.iter().any(|n| n == candidate))
+    {
         return Some(img);
     }
     let (repo, _, digest) = split_name(candidate);
     let digest = digest?;
-    images.iter().find(|img| {
-        has_digest(img, &digest) && img.names.iter().any(|n| split_name(n).0 == repo)
-    })
+    images
+        .iter()
+        .find(|img| has_digest(img, &digest) && img.names.iter().any(|n| split_name(n).0 == repo))
 }
 
 fn short_ids(images: &[&Image]) -> String {
-    images.iter().map(|i| i.short_id()).collect::<Vec<_>>().join(", ")
+    images
+        .iter()
+        .map(|i| i.short_id())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Resolves `input` among `images` (see the module documentation).
@@ -161,12 +186,17 @@ pub fn resolve<'a>(images: &'a [Image], input: &str) -> Result<&'a Image> {
         return Err(Error::InvalidInput("empty image reference".into()));
     }
     let not_found = || Error::NotFound(format!("image {input:?} is not in local storage"));
-    let is_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let is_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
 
     // 1. Full IDs.
     if let Some(hex) = input.strip_prefix("sha256:") {
         if hex.len() != 64 || !is_hex(hex) {
-            return Err(Error::InvalidInput(format!("{input:?} is not a valid image ID (sha256: and 64 hex digits)")));
+            return Err(Error::InvalidInput(format!(
+                "{input:?} is not a valid image ID (sha256: and 64 hex digits)"
+            )));
         }
         return images.iter().find(|i| i.id == hex).ok_or_else(not_found);
     }
@@ -231,7 +261,13 @@ pub fn resolve<'a>(images: &'a [Image], input: &str) -> Result<&'a Image> {
             _ => {
                 let names: Vec<String> = matches
                     .iter()
-                    .map(|i| format!("{} ({})", i.names.first().map_or("", String::as_str), i.short_id()))
+                    .map(|i| {
+                        format!(
+                            "{} ({})",
+                            i.names.first().map_or("", String::as_str),
+                            i.short_id()
+                        )
+                    })
                     .collect();
                 return Err(Error::InvalidInput(format!(
                     "short name {input:?} is ambiguous: it matches {}",
@@ -258,7 +294,14 @@ mod tests {
 
     fn images() -> Vec<Image> {
         vec![
-            img("a1", &["docker.io/library/busybox:latest", "docker.io/library/busybox:1.36"], Some("sha256:d1")),
+            img(
+                "a1",
+                &[
+                    "docker.io/library/busybox:latest",
+                    "docker.io/library/busybox:1.36",
+                ],
+                Some("sha256:d1"),
+            ),
             img("a2", &["localhost/app:latest", "localhost/app:v2"], None),
             img("b3", &["quay.io/team/tool:latest"], Some("sha256:d3")),
             img("c4", &["quay.io/x/dup:latest"], None),
@@ -268,7 +311,8 @@ mod tests {
     }
 
     fn id_of(r: Result<&Image>) -> String {
-        r.map(|i| i.id[..2].to_string()).unwrap_or_else(|e| e.to_string())
+        r.map(|i| i.id[..2].to_string())
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -281,11 +325,17 @@ mod tests {
         assert_eq!(id_of(resolve(&imgs, "busybox")), "d6");
         assert_eq!(id_of(resolve(&imgs, "busybox:1.36")), "a1");
         assert_eq!(id_of(resolve(&imgs, "docker.io/busybox")), "a1");
-        assert_eq!(id_of(resolve(&imgs, "docker.io/library/busybox:latest")), "a1");
+        assert_eq!(
+            id_of(resolve(&imgs, "docker.io/library/busybox:latest")),
+            "a1"
+        );
         assert_eq!(id_of(resolve(&imgs, "app:v2")), "a2");
         assert_eq!(id_of(resolve(&imgs, "localhost/app")), "a2");
         assert_eq!(id_of(resolve(&imgs, "quay.io/team/tool@sha256:d3")), "b3");
-        assert_eq!(id_of(resolve(&imgs, "quay.io/team/tool:old@sha256:d3")), "b3");
+        assert_eq!(
+            id_of(resolve(&imgs, "quay.io/team/tool:old@sha256:d3")),
+            "b3"
+        );
         assert_eq!(id_of(resolve(&imgs, "busybox@sha256:d1")), "a1");
         assert_eq!(id_of(resolve(&imgs, "tool")), "b3");
         assert_eq!(id_of(resolve(&imgs, "team/tool")), "b3");
@@ -296,24 +346,51 @@ mod tests {
     fn clear_failures() {
         let imgs = images();
         let e = resolve(&imgs, "c").unwrap_err().to_string();
-        assert!(e.contains("ambiguous") && e.contains("c4c4c4c4c4c4") && e.contains("c5c5c5c5c5c5"), "{e}");
+        assert!(
+            e.contains("ambiguous") && e.contains("c4c4c4c4c4c4") && e.contains("c5c5c5c5c5c5"),
+            "{e}"
+        );
         let e = resolve(&imgs, "dup").unwrap_err().to_string();
-        assert!(e.contains("ambiguous") && e.contains("quay.io/x/dup:latest"), "{e}");
+        assert!(
+            e.contains("ambiguous") && e.contains("quay.io/x/dup:latest"),
+            "{e}"
+        );
         let e = resolve(&imgs, "nothere").unwrap_err();
         assert!(matches!(e, Error::NotFound(_)), "{e}");
-        assert!(matches!(resolve(&imgs, "tool:v9").unwrap_err(), Error::NotFound(_)));
-        assert!(matches!(resolve(&imgs, "quay.io/team/tool@sha256:ff").unwrap_err(), Error::NotFound(_)));
-        assert!(matches!(resolve(&imgs, "sha256:zz").unwrap_err(), Error::InvalidInput(_)));
-        assert!(matches!(resolve(&imgs, "").unwrap_err(), Error::InvalidInput(_)));
-        assert!(matches!(resolve(&imgs, &"e".repeat(64)).unwrap_err(), Error::NotFound(_)));
+        assert!(matches!(
+            resolve(&imgs, "tool:v9").unwrap_err(),
+            Error::NotFound(_)
+        ));
+        assert!(matches!(
+            resolve(&imgs, "quay.io/team/tool@sha256:ff").unwrap_err(),
+            Error::NotFound(_)
+        ));
+        assert!(matches!(
+            resolve(&imgs, "sha256:zz").unwrap_err(),
+            Error::InvalidInput(_)
+        ));
+        assert!(matches!(
+            resolve(&imgs, "").unwrap_err(),
+            Error::InvalidInput(_)
+        ));
+        assert!(matches!(
+            resolve(&imgs, &"e".repeat(64)).unwrap_err(),
+            Error::NotFound(_)
+        ));
     }
 
     #[test]
     fn parses_references() {
         let r = Reference::parse("localhost:5000/a/b:1").unwrap();
-        assert_eq!((r.domain.as_deref(), r.path.as_str(), r.tag.as_deref()), (Some("localhost:5000"), "a/b", Some("1")));
+        assert_eq!(
+            (r.domain.as_deref(), r.path.as_str(), r.tag.as_deref()),
+            (Some("localhost:5000"), "a/b", Some("1"))
+        );
         assert!(Reference::parse("Bad").is_none());
-        assert_eq!(split_name("h:5/a:t"), ("h:5/a".into(), Some("t".into()), None));
+        assert_eq!(
+            split_name("h:5/a:t"),
+            ("h:5/a".into(), Some("t".into()), None)
+        );
         assert_eq!(split_name("h:5/a"), ("h:5/a".into(), None, None));
     }
 }

@@ -61,7 +61,9 @@ pub fn manifest_media_type(bytes: &[u8]) -> String {
         return m;
     }
     match p.schema_version {
-        Some(1) if p.signatures.is_some() => "application/vnd.docker.distribution.manifest.v1+prettyjws".into(),
+        Some(1) if p.signatures.is_some() => {
+            "application/vnd.docker.distribution.manifest.v1+prettyjws".into()
+        }
         Some(1) => "application/vnd.docker.distribution.manifest.v1+json".into(),
         _ if p.manifests.is_some() => "application/vnd.oci.image.index.v1+json".into(),
         _ => match p.config.and_then(|c| c.media_type) {
@@ -73,7 +75,11 @@ pub fn manifest_media_type(bytes: &[u8]) -> String {
 
 impl<'a> StoredImage<'a> {
     pub(crate) fn new(store: &'a Store, image: Image) -> Self {
-        StoredImage { store, image, chain: OnceLock::new() }
+        StoredImage {
+            store,
+            image,
+            chain: OnceLock::new(),
+        }
     }
 
     /// The image record.
@@ -126,17 +132,26 @@ impl<'a> StoredImage<'a> {
         let stores = self.store.layer_records()?;
         let find = |id: &str| -> Option<ChainLayer> {
             stores.iter().enumerate().find_map(|(i, recs)| {
-                recs.iter().find(|r| r.id == id).map(|r| ChainLayer { store: i, record: r.clone() })
+                recs.iter().find(|r| r.id == id).map(|r| ChainLayer {
+                    store: i,
+                    record: r.clone(),
+                })
             })
         };
         let mut chain = Vec::new();
         let mut next = self.image.top_layer.clone();
         while let Some(id) = next {
             if chain.len() > 10_000 {
-                return Err(Error::Storage(format!("{}: layer chain loops at {id}", self.image.describe())));
+                return Err(Error::Storage(format!(
+                    "{}: layer chain loops at {id}",
+                    self.image.describe()
+                )));
             }
             let layer = find(&id).ok_or_else(|| {
-                Error::Storage(format!("{}: layer {id} is not in any layer store", self.image.describe()))
+                Error::Storage(format!(
+                    "{}: layer {id} is not in any layer store",
+                    self.image.describe()
+                ))
             })?;
             next = layer.record.parent.clone().filter(|p| !p.is_empty());
             chain.push(layer);
@@ -148,8 +163,17 @@ impl<'a> StoredImage<'a> {
     /// Size as `podman images` counts it: all layers' uncompressed sizes plus
     /// all big-data items.
     pub fn size(&self) -> Result<u64> {
-        let layers: i64 = self.chain()?.iter().map(|l| l.record.diff_size.unwrap_or(0).max(0)).sum();
-        let big: i64 = self.image.big_data_sizes.values().map(|v| (*v).max(0)).sum();
+        let layers: i64 = self
+            .chain()?
+            .iter()
+            .map(|l| l.record.diff_size.unwrap_or(0).max(0))
+            .sum();
+        let big: i64 = self
+            .image
+            .big_data_sizes
+            .values()
+            .map(|v| (*v).max(0))
+            .sum();
         Ok((layers + big) as u64)
     }
 }
@@ -160,7 +184,9 @@ impl SourceImage for StoredImage<'_> {
     }
 
     fn manifest(&self) -> Result<Option<(Vec<u8>, String)>> {
-        let Some(bytes) = self.manifest_bytes()? else { return Ok(None) };
+        let Some(bytes) = self.manifest_bytes()? else {
+            return Ok(None);
+        };
         let media_type = manifest_media_type(&bytes);
         // Schema 1 digests exclude the signatures, so only later types are checked.
         if !media_type.contains("manifest.v1+") {
@@ -193,7 +219,10 @@ impl SourceImage for StoredImage<'_> {
             .map(|c| c.digest);
         let key = from_manifest.unwrap_or_else(|| format!("sha256:{}", self.image.id));
         let data = self.big_data(&key)?.ok_or_else(|| {
-            Error::NotFound(format!("{}: the config {key} is not stored with the image", self.image.describe()))
+            Error::NotFound(format!(
+                "{}: the config {key} is not stored with the image",
+                self.image.describe()
+            ))
         })?;
         if let Some(hex_want) = key.strip_prefix("sha256:") {
             let got = hex::encode(Sha256::digest(&data));
@@ -212,16 +241,27 @@ impl SourceImage for StoredImage<'_> {
             .iter()
             .map(|l| {
                 let r = &l.record;
-                let diff_id = r.diff_digest.clone().filter(|d| !d.is_empty()).ok_or_else(|| {
-                    Error::Storage(format!("{}: layer {} has no diff digest", self.image.describe(), r.id))
-                })?;
+                let diff_id = r
+                    .diff_digest
+                    .clone()
+                    .filter(|d| !d.is_empty())
+                    .ok_or_else(|| {
+                        Error::Storage(format!(
+                            "{}: layer {} has no diff digest",
+                            self.image.describe(),
+                            r.id
+                        ))
+                    })?;
                 let compressed = r
                     .compressed_diff_digest
                     .clone()
                     .filter(|d| !d.is_empty() && *d != diff_id);
                 Ok(SourceLayer {
                     diff_size: r.diff_size.and_then(|s| u64::try_from(s).ok()),
-                    compressed_size: compressed.as_ref().and(r.compressed_size).and_then(|s| u64::try_from(s).ok()),
+                    compressed_size: compressed
+                        .as_ref()
+                        .and(r.compressed_size)
+                        .and_then(|s| u64::try_from(s).ok()),
                     compressed_digest: compressed,
                     diff_id,
                 })
@@ -232,18 +272,36 @@ impl SourceImage for StoredImage<'_> {
     fn open_layer(&self, index: usize) -> Result<Box<dyn Read + Send + '_>> {
         let chain = self.chain()?;
         let layer = chain.get(index).ok_or_else(|| {
-            Error::InvalidInput(format!("{} has {} layers, no layer {index}", self.image.describe(), chain.len()))
+            Error::InvalidInput(format!(
+                "{} has {} layers, no layer {index}",
+                self.image.describe(),
+                chain.len()
+            ))
         })?;
         let driver = self.store.driver();
         let roots = self.store.roots();
         let root = &roots[layer.store];
-        let diff_digest = layer.record.diff_digest.clone().filter(|d| !d.is_empty()).ok_or_else(|| {
-            Error::Storage(format!("{}: layer {} has no diff digest", self.image.describe(), layer.record.id))
-        })?;
+        let diff_digest = layer
+            .record
+            .diff_digest
+            .clone()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                Error::Storage(format!(
+                    "{}: layer {} has no diff digest",
+                    self.image.describe(),
+                    layer.record.id
+                ))
+            })?;
         // The layer's own tree, then (overlay) the lower layers', nearest first.
         let mut trees = vec![layer_tree(root, driver, &layer.record.id)];
         if driver == "overlay" {
-            trees.extend(chain[..index].iter().rev().map(|l| layer_tree(&roots[l.store], driver, &l.record.id)));
+            trees.extend(
+                chain[..index]
+                    .iter()
+                    .rev()
+                    .map(|l| layer_tree(&roots[l.store], driver, &l.record.id)),
+            );
         }
         let files = LayerFiles {
             image: self.image.describe(),
@@ -262,24 +320,35 @@ impl SourceImage for StoredImage<'_> {
         let (key, sizes) = if !meta.signature_sizes.is_empty() {
             ("signatures".to_string(), meta.signature_sizes)
         } else {
-            match self.image.digest.as_ref().and_then(|d| meta.signatures_sizes.get(d).map(|s| (d, s))) {
+            match self
+                .image
+                .digest
+                .as_ref()
+                .and_then(|d| meta.signatures_sizes.get(d).map(|s| (d, s)))
+            {
                 Some((d, s)) if !s.is_empty() => (bigdata::signature_key(d), s.clone()),
                 _ => return Ok(Vec::new()),
             }
         };
         let blob = self.big_data(&key)?.ok_or_else(|| {
-            Error::Integrity(format!("{}: signature sizes are recorded but {key:?} is missing", self.image.describe()))
+            Error::Integrity(format!(
+                "{}: signature sizes are recorded but {key:?} is missing",
+                self.image.describe()
+            ))
         })?;
         let mut out = Vec::with_capacity(sizes.len());
         let mut offset = 0usize;
         for size in sizes {
-            let end = offset.checked_add(size).filter(|e| *e <= blob.len()).ok_or_else(|| {
-                Error::Integrity(format!(
-                    "{}: signatures item {key:?} has {} bytes, fewer than its recorded sizes",
-                    self.image.describe(),
-                    blob.len()
-                ))
-            })?;
+            let end = offset
+                .checked_add(size)
+                .filter(|e| *e <= blob.len())
+                .ok_or_else(|| {
+                    Error::Integrity(format!(
+                        "{}: signatures item {key:?} has {} bytes, fewer than its recorded sizes",
+                        self.image.describe(),
+                        blob.len()
+                    ))
+                })?;
             out.push(blob[offset..end].to_vec());
             offset = end;
         }

@@ -108,15 +108,17 @@ fn parse(line: &[u8]) -> Result<Entry, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let payload = match raw.payload.as_deref() {
         None | Some("") => Vec::new(),
-        Some(p) => b64.decode(p).map_err(|e| format!("bad base64 payload: {e}"))?,
+        Some(p) => b64
+            .decode(p)
+            .map_err(|e| format!("bad base64 payload: {e}"))?,
     };
     match raw.kind {
         2 => Ok(Entry::Segment(payload)),
         1 => {
             let name = match (raw.name_raw.as_deref(), raw.name) {
-                (Some(r), _) if !r.is_empty() => {
-                    b64.decode(r).map_err(|e| format!("bad base64 name_raw: {e}"))?
-                }
+                (Some(r), _) if !r.is_empty() => b64
+                    .decode(r)
+                    .map_err(|e| format!("bad base64 name_raw: {e}"))?,
                 (_, Some(n)) => n.into_bytes(),
                 _ => Vec::new(),
             };
@@ -162,9 +164,21 @@ mod tests {
             entries,
             vec![
                 Entry::Segment(b"hello".to_vec()),
-                Entry::File { name: b"a/b".to_vec(), size: 5, crc: Some(1) },
-                Entry::File { name: b"dir/".to_vec(), size: 0, crc: None },
-                Entry::File { name: vec![0xff], size: 0, crc: None },
+                Entry::File {
+                    name: b"a/b".to_vec(),
+                    size: 5,
+                    crc: Some(1)
+                },
+                Entry::File {
+                    name: b"dir/".to_vec(),
+                    size: 0,
+                    crc: None
+                },
+                Entry::File {
+                    name: vec![0xff],
+                    size: 0,
+                    crc: None
+                },
             ]
         );
     }
@@ -176,7 +190,10 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(err.to_string().contains("tar-split entry 2"), "{err}");
-        let err = Reader::new(&b"{\"type\":7}\n"[..]).next().unwrap().unwrap_err();
+        let err = Reader::new(&b"{\"type\":7}\n"[..])
+            .next()
+            .unwrap()
+            .unwrap_err();
         assert!(err.to_string().contains("unknown entry type 7"), "{err}");
         let err = Reader::new(&b"{\"type\":1,\"name\":\"x\",\"size\":3}\n"[..])
             .next()

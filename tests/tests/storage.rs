@@ -1,0 +1,409 @@
+//! kpod-core's containers/storage reader against stores written by the real
+//! peers (skopeo and podman from Debian), for the vfs and overlay drivers.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use kpod_core::copy::SourceImage;
+use kpod_core::storage::{self, StoreConfig};
+use kpod_tests::fixtures::{self, load_into_store, tricky_oci_layout, OciLayout, Store};
+use kpod_tests::{run_ok, stdout_of};
+use sha2::{Digest, Sha256};
+
+/// Streams a layer and returns its sha256 and size, or the read error.
+fn digest_layer(src: &dyn SourceImage, index: usize) -> Result<(String, u64), std::io::Error> {
+    let mut reader = src
+        .open_layer(index)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((format!("sha256:{}", hex::encode(sha.finalize())), total))
+}
+
+fn tricky_in(driver: &str) -> (tempfile::TempDir, OciLayout, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = tricky_oci_layout(&dir.path().join("oci"));
+    let store = Store::new(driver);
+    load_into_store(&store, &layout, "localhost/tricky:1");
+    (dir, layout, store)
+}
+
+fn check_byte_exact(driver: &str) {
+    let (_dir, layout, fx) = tricky_in(driver);
+    // A second image that shares the tricky image's first layers, written by podman.
+    run_ok(&mut fx.podman(["tag", "localhost/tricky:1", "quay.io/team/tricky:2"]));
+    let store = fx.open();
+    assert_eq!(store.driver(), driver);
+    let image = store.resolve_image("localhost/tricky:1").unwrap();
+    assert_eq!(image.id, layout.image_id());
+    let src = store.stored_image(&image);
+
+    let layers = src.layers().unwrap();
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    assert_eq!(
+        diff_ids, layout.diff_ids,
+        "layers.json diff digests vs the generated tars"
+    );
+    // The gzip'd third layer keeps its compressed digest; the plain ones have none.
+    assert_eq!(
+        layers[2].compressed_digest.as_deref(),
+        Some(layout.layer_digests[2].as_str())
+    );
+    assert_eq!(layers[0].compressed_digest, None);
+    for (i, layer) in layers.iter().enumerate() {
+        let (digest, size) = digest_layer(&src, i).unwrap_or_else(|e| panic!("layer {i}: {e}"));
+        assert_eq!(digest, layer.diff_id, "layer {i} reassembled by kpod");
+        assert_eq!(Some(size), layer.diff_size, "layer {i} size");
+    }
+    // The reassembled first layer carries the corner cases, names intact.
+    let mut names = Vec::new();
+    let mut ar = tar::Archive::new(src.open_layer(0).unwrap());
+    for entry in ar.entries().unwrap() {
+        let entry = entry.unwrap();
+        names.push(entry.path_bytes().into_owned());
+    }
+    assert!(
+        names.iter().any(|n| n == b"data/latin1-caf\xe9.txt"),
+        "non-UTF-8 name"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "data/unicodé-文件.txt".as_bytes()),
+        "PAX non-ASCII name"
+    );
+    assert!(names.iter().any(|n| n.len() > 200), "long names");
+
+    let (manifest, media_type) = src.manifest().unwrap().expect("a manifest");
+    assert_eq!(manifest, layout.manifest);
+    assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
+    let config = src.config().unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(Sha256::digest(&config))),
+        layout.config_digest
+    );
+    assert!(src.signatures().unwrap().is_empty());
+    assert!(src.describe().contains("localhost/tricky:1"));
+}
+
+#[test]
+fn vfs_layers_reassemble_byte_exact() {
+    check_byte_exact("vfs");
+}
+
+#[test]
+fn overlay_layers_reassemble_byte_exact() {
+    check_byte_exact("overlay");
+}
+
+#[test]
+fn images_and_resolution_match_podman() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Store::new_vfs();
+    let tricky = tricky_oci_layout(&dir.path().join("tricky"));
+    load_into_store(&fx, &tricky, "localhost/tricky:1");
+    let small = fixtures::write_oci_layout(
+        &dir.path().join("small"),
+        "small",
+        &[fixtures::tricky_layers().remove(1)],
+        &[],
+    );
+    load_into_store(&fx, &small, "docker.io/library/small:latest");
+    run_ok(&mut fx.podman([
+        "tag",
+        "localhost/tricky:1",
+        "localhost/tricky:latest",
+        "quay.io/team/tool:v1",
+    ]));
+    let podman_images: serde_json::Value = serde_json::from_str(&stdout_of(&run_ok(
+        &mut fx.podman(["images", "--format", "json"]),
+    )))
+    .unwrap();
+
+    let store = fx.open();
+    let ours: BTreeSet<(String, BTreeSet<String>)> = store
+        .images()
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id, i.names.into_iter().collect()))
+        .collect();
+    let theirs: BTreeSet<(String, BTreeSet<String>)> = podman_images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let names = i["Names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_string())
+                .collect();
+            (i["Id"].as_str().unwrap().to_string(), names)
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 2);
+
+    // The table rows: repository, tag, short ID, size as podman prints them.
+    let table = stdout_of(&run_ok(&mut fx.podman([
+        "images",
+        "--format",
+        "{{.Repository}} {{.Tag}} {{.ID}} {{.Size}}",
+    ])));
+    let theirs: BTreeSet<String> = table.lines().map(str::to_string).collect();
+    let ours: BTreeSet<String> = storage::image_rows(&store)
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.repository, r.tag, r.id, r.size_human()))
+        .collect();
+    assert_eq!(ours, theirs);
+    let json: serde_json::Value =
+        serde_json::from_str(&storage::images_json(&store).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert!(storage::images_table(&storage::image_rows(&store).unwrap()).starts_with("REPOSITORY"));
+
+    // Every way of naming an image resolves to the ID podman finds.
+    let tricky_prefix = &tricky.image_id()[..7];
+    for reference in [
+        "localhost/tricky:1",
+        "tricky:1",
+        "tricky",
+        "localhost/tricky",
+        "quay.io/team/tool:v1",
+        "small",
+        "small:latest",
+        "docker.io/small",
+        tricky_prefix,
+        &tricky.image_id(),
+        &format!("sha256:{}", tricky.image_id()),
+        &format!("localhost/tricky@{}", tricky.manifest_digest),
+    ] {
+        let podman_id = stdout_of(&run_ok(
+            &mut fx.podman(["image", "inspect", "--format", "{{.Id}}", reference]),
+        ));
+        let ours = store
+            .resolve_image(reference)
+            .unwrap_or_else(|e| panic!("{reference}: {e}"));
+        assert_eq!(ours.id, podman_id.trim(), "{reference}");
+    }
+    for missing in ["nothere", "tricky:2", "quay.io/team/tool", "ffffff"] {
+        let out = fx.podman(["image", "inspect", missing]).output().unwrap();
+        assert!(!out.status.success(), "podman finds {missing}");
+        let err = store.resolve_image(missing).unwrap_err();
+        assert!(
+            matches!(err, kpod_core::Error::NotFound(_)),
+            "{missing}: {err}"
+        );
+        assert!(
+            err.to_string().contains(missing) && !err.to_string().contains('\n'),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn changed_file_fails_naming_image_layer_and_file() {
+    for driver in ["vfs", "overlay"] {
+        let (_dir, _layout, fx) = tricky_in(driver);
+        let store = fx.open();
+        let image = store.resolve_image("tricky:1").unwrap();
+        let src = store.stored_image(&image);
+        let layer0 = src.layers().unwrap()[0].clone();
+        let layer_id = {
+            let rec = std::fs::read_to_string(fx.root.join(format!("{driver}-layers/layers.json")))
+                .unwrap();
+            let recs: serde_json::Value = serde_json::from_str(&rec).unwrap();
+            recs.as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["diff-digest"] == layer0.diff_id.as_str())
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        // Flip one byte in the middle of a file, size unchanged.
+        let victim = fx.layer_tree(&layer_id).join("data/random.bin");
+        let mut bytes = std::fs::read(&victim).unwrap();
+        bytes[700_000] ^= 0x01;
+        std::fs::write(&victim, &bytes).unwrap();
+        let err = digest_layer(&src, 0).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidData,
+            "{driver}: {err}"
+        );
+        let msg = err.to_string();
+        for part in ["data/random.bin", &layer_id, "localhost/tricky:1", "CRC-64"] {
+            assert!(msg.contains(part), "{driver}: {msg:?} should name {part}");
+        }
+        // A truncated file fails too, and so does a missing one.
+        std::fs::write(&victim, &bytes[..1000]).unwrap();
+        let msg = digest_layer(&src, 0).unwrap_err().to_string();
+        assert!(
+            msg.contains("data/random.bin") && msg.contains("shorter"),
+            "{driver}: {msg}"
+        );
+        std::fs::remove_file(&victim).unwrap();
+        let msg = digest_layer(&src, 0).unwrap_err().to_string();
+        assert!(
+            msg.contains("data/random.bin") && msg.contains("missing"),
+            "{driver}: {msg}"
+        );
+        // The other layers are untouched and still verify.
+        digest_layer(&src, 2).unwrap();
+
+        // A deleted tar-split file: a clear integrity error naming it.
+        let top = image.top_layer.clone().unwrap();
+        std::fs::remove_file(fx.tar_split_path(&top)).unwrap();
+        let err = src.open_layer(2).map(|_| ()).unwrap_err();
+        assert!(matches!(err, kpod_core::Error::Integrity(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tar-split") && msg.contains(&top) && msg.contains("missing"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn digest_mismatch_fails_naming_layer() {
+    let (_dir, layout, fx) = tricky_in("vfs");
+    // Every file still matches its CRC-64; only the whole-stream digest can
+    // catch this: the recorded diff digest of layer 1 no longer fits its tar.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let path = fx.root.join("vfs-layers/layers.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let field = format!("\"diff-digest\":\"{}\"", layout.diff_ids[1]);
+    assert_eq!(
+        text.matches(&field).count(),
+        1,
+        "layers.json layout changed: {text}"
+    );
+    std::fs::write(
+        &path,
+        text.replace(&field, &format!("\"diff-digest\":\"{wrong}\"")),
+    )
+    .unwrap();
+    let store = fx.open();
+    let image = store.resolve_image("localhost/tricky:1").unwrap();
+    let src = store.stored_image(&image);
+    let err = digest_layer(&src, 1).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&wrong)
+            && msg.contains(&layout.diff_ids[1])
+            && msg.contains("localhost/tricky:1"),
+        "{msg}"
+    );
+    digest_layer(&src, 0).unwrap();
+}
+
+#[test]
+fn additional_image_store_is_read_only_source() {
+    let (_dir, layout, ro) = tricky_in("overlay");
+    let main = Store::new_overlay();
+    let cfg = StoreConfig {
+        config_file: None,
+        graph_root: main.root.clone(),
+        run_root: main.runroot.clone(),
+        driver: "overlay".into(),
+        additional_image_stores: vec![ro.root.clone()],
+    };
+    let before = snapshot(&ro.root);
+    let store = storage::Store::with_config(cfg);
+    let image = store.resolve_image("tricky:1").unwrap();
+    assert!(image.read_only);
+    let src = store.stored_image(&image);
+    for i in 0..layout.diff_ids.len() {
+        assert_eq!(digest_layer(&src, i).unwrap().0, layout.diff_ids[i]);
+    }
+    assert_eq!(
+        before,
+        snapshot(&ro.root),
+        "the read-only store was modified"
+    );
+    assert!(!main.root.exists(), "kpod created the main store");
+}
+
+/// Paths and modification times of a tree.
+fn snapshot(
+    root: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        out.push((p.clone(), meta.modified().ok(), meta.len()));
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn reader_racing_podman_tag_and_untag_never_fails() {
+    let (_dir, layout, fx) = tricky_in("vfs");
+    let store = fx.open();
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let writer = {
+        let cmds: Vec<(Vec<String>, Vec<String>)> = (0..1000)
+            .map(|i| {
+                let name = format!("localhost/race:{i}");
+                (
+                    vec!["tag".into(), "localhost/tricky:1".into(), name.clone()],
+                    vec!["untag".into(), "localhost/tricky:1".into(), name],
+                )
+            })
+            .collect();
+        let podman: Vec<_> = cmds
+            .into_iter()
+            .map(|(t, u)| (fx.podman(t), fx.podman(u)))
+            .collect();
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            for (mut tag, mut untag) in podman {
+                if Instant::now() >= stop_at {
+                    break;
+                }
+                run_ok(&mut tag);
+                run_ok(&mut untag);
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut reads = 0;
+    while Instant::now() < stop_at {
+        let images = store
+            .images()
+            .unwrap_or_else(|e| panic!("read {reads}: {e}"));
+        assert_eq!(images.len(), 1);
+        let img = store
+            .resolve_image("localhost/tricky:1")
+            .unwrap_or_else(|e| panic!("read {reads}: {e}"));
+        assert_eq!(img.id, layout.image_id());
+        assert_eq!(store.stored_image(&img).layers().unwrap().len(), 3);
+        reads += 1;
+    }
+    let rounds = writer.join().expect("podman loop");
+    assert!(rounds > 0 && reads > 0, "rounds {rounds}, reads {reads}");
+    // The names podman left are what kpod sees.
+    let img = store.resolve_image("localhost/tricky:1").unwrap();
+    assert_eq!(img.names, vec!["localhost/tricky:1".to_string()]);
+}
