@@ -1,0 +1,694 @@
+//! The `docker://` destination against the real CNCF registry
+//! (`docker-registry`) on loopback, driven through the plugin's Rust
+//! `Destination`, and checked with real readers: `skopeo inspect`,
+//! `skopeo copy ... oci:` (which verifies every digest) and `podman pull`.
+
+use flate2::write::GzEncoder;
+use kpod_plugin_docker::{DockerDestination, Environment};
+use kpod_plugin_sdk::reference::Reference;
+use kpod_plugin_sdk::types::ReuseCandidate;
+use kpod_plugin_sdk::{
+    media_types, BlobInfo, CompressionAlgorithm, Credentials, Destination, Digest, ErrorKind,
+    PluginError, PushOptions, ReuseQuery,
+};
+use kpod_tests::registry::{AccessLine, Registry};
+use kpod_tests::{require_tool, run_ok, stdout_of};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+
+/// A hand-made image: gzip'd layers, a config and an OCI manifest.
+struct TestImage {
+    label: String,
+    layers: Vec<Layer>,
+    config: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+struct Layer {
+    gz: Vec<u8>,
+    diff_id: Digest,
+}
+
+impl Layer {
+    fn info(&self) -> BlobInfo {
+        BlobInfo {
+            digest: Digest::of(&self.gz).as_str().into(),
+            size: self.gz.len() as i64,
+            media_type: media_types::OCI_LAYER_GZIP.into(),
+            compression: CompressionAlgorithm::Gzip,
+            uncompressed_digest: self.diff_id.as_str().into(),
+            is_config: false,
+        }
+    }
+}
+
+/// A layer tar holding `files`, gzip'd.
+fn make_layer(files: &[(&str, Vec<u8>)]) -> Layer {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    Layer {
+        gz: gz.finish().unwrap(),
+        diff_id: Digest::of(&tar),
+    }
+}
+
+/// Bytes that do not compress (a simple xorshift stream).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn make_image(tag: &str, big: usize) -> TestImage {
+    let layers = vec![
+        make_layer(&[("etc/hello.txt", format!("hello from {tag}\n").into_bytes())]),
+        make_layer(&[
+            ("data/big.bin", noise(big, tag.len() as u64 + 7)),
+            ("data/small", b"x".to_vec()),
+        ]),
+    ];
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Labels": {"kpod.test": tag}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "kpod test"}, {"created_by": "kpod test"}],
+    }))
+    .unwrap();
+    let descriptors: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({"mediaType": media_types::OCI_LAYER_GZIP, "digest": Digest::of(&l.gz).as_str(), "size": l.gz.len()})
+        })
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": {"mediaType": media_types::OCI_CONFIG, "digest": Digest::of(&config).as_str(), "size": config.len()},
+        "layers": descriptors,
+    }))
+    .unwrap();
+    TestImage {
+        label: tag.to_string(),
+        layers,
+        config,
+        manifest,
+    }
+}
+
+/// Pushes `img` the way kpod's pipeline does: reuse query per layer, upload
+/// what is missing (layers with unknown digest and size, the config with
+/// known ones), manifest, commit. `candidates` are offered for every layer
+/// with that location.
+fn push_with(
+    dest: &mut DockerDestination,
+    img: &TestImage,
+    candidate_location: Option<&str>,
+) -> Result<(), PluginError> {
+    assert!(dest.has_thread_safe_put_blob());
+    assert_eq!(
+        dest.supported_manifest_types(),
+        vec![
+            media_types::OCI_MANIFEST.to_string(),
+            media_types::DOCKER_V2S2_MANIFEST.to_string()
+        ]
+    );
+    std::thread::scope(|s| {
+        let dest = &*dest;
+        let handles: Vec<_> = img
+            .layers
+            .iter()
+            .map(|layer| {
+                s.spawn(move || -> Result<(), PluginError> {
+                    let info = layer.info();
+                    let candidates = candidate_location
+                        .map(|loc| {
+                            vec![ReuseCandidate {
+                                blob: info.clone(),
+                                location: loc.into(),
+                            }]
+                        })
+                        .unwrap_or_default();
+                    let query = ReuseQuery {
+                        blob: BlobInfo {
+                            digest: "".into(),
+                            size: -1,
+                            ..info.clone()
+                        },
+                        candidates: candidates.into(),
+                        can_substitute: true,
+                    };
+                    if candidate_location.is_none() {
+                        // Ask by the exact digest, as kpod does when it knows it.
+                        let exact = ReuseQuery {
+                            blob: info.clone(),
+                            candidates: Vec::new().into(),
+                            can_substitute: false,
+                        };
+                        if let Some(found) = dest.try_reuse_blob(&exact)? {
+                            assert_eq!(found.digest, info.digest);
+                            return Ok(());
+                        }
+                    } else if let Some(found) = dest.try_reuse_blob(&query)? {
+                        assert_eq!(found.digest, info.digest);
+                        assert_eq!(found.size, info.size);
+                        return Ok(());
+                    }
+                    let sent = BlobInfo {
+                        digest: "".into(),
+                        size: -1,
+                        ..info.clone()
+                    };
+                    let stored = dest.put_blob(&mut &layer.gz[..], &sent)?;
+                    assert_eq!(stored.digest, info.digest);
+                    assert_eq!(stored.size, info.size);
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap()?;
+        }
+        Ok::<(), PluginError>(())
+    })?;
+    let config_info = BlobInfo {
+        media_type: media_types::OCI_CONFIG.into(),
+        is_config: true,
+        ..BlobInfo::known(Digest::of(&img.config).as_str(), img.config.len() as u64)
+    };
+    let stored = dest.put_blob(&mut &img.config[..], &config_info)?;
+    assert_eq!(stored.digest, config_info.digest);
+    dest.put_manifest(&img.manifest, media_types::OCI_MANIFEST)?;
+    dest.commit()
+}
+
+fn push(dest: &mut DockerDestination, img: &TestImage) -> Result<(), PluginError> {
+    push_with(dest, img, None)
+}
+
+fn options_insecure() -> PushOptions {
+    PushOptions {
+        tls_verify: Some(false).into(),
+        ..PushOptions::default()
+    }
+}
+
+fn open(reg: &Registry, repo: &str, tag: &str, options: &PushOptions) -> DockerDestination {
+    open_env(reg, repo, tag, options, &Environment::empty())
+}
+
+fn open_env(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    options: &PushOptions,
+    env: &Environment,
+) -> DockerDestination {
+    let reference = Reference::parse(&format!("{}/{repo}:{tag}", reg.host())).unwrap();
+    DockerDestination::open_with_env(&reference, options, env).unwrap()
+}
+
+/// `skopeo inspect` of the pushed image: checks its digest and layers.
+fn skopeo_inspect(reg: &Registry, repo: &str, tag: &str, img: &TestImage, extra: &[&str]) {
+    require_tool("skopeo", "skopeo");
+    let out = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(extra)
+            .arg(reg.reference(repo, tag)),
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    assert_eq!(
+        v["Digest"].as_str().unwrap(),
+        Digest::of(&img.manifest).as_str()
+    );
+    let layers: Vec<String> = img
+        .layers
+        .iter()
+        .map(|l| Digest::of(&l.gz).to_string())
+        .collect();
+    let got: Vec<String> = v["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, layers);
+    assert_eq!(v["Labels"]["kpod.test"].as_str().unwrap(), img.label);
+}
+
+/// `skopeo copy docker://... oci:DIR`, which verifies every blob's digest.
+fn skopeo_copy(reg: &Registry, repo: &str, tag: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .args(extra)
+            .arg(reg.reference(repo, tag))
+            .arg(format!("oci:{}:{tag}", dir.path().display())),
+    );
+    assert!(dir.path().join("index.json").exists());
+}
+
+fn uploads(lines: &[AccessLine], repo: &str) -> usize {
+    let prefix = format!("/v2/{repo}/blobs/uploads/");
+    lines
+        .iter()
+        .filter(|l| l.method == "POST" && l.path.starts_with(&prefix) && !l.path.contains("mount="))
+        .count()
+}
+
+fn patches(lines: &[AccessLine]) -> usize {
+    lines.iter().filter(|l| l.method == "PATCH").count()
+}
+
+fn one_line(e: &PluginError) {
+    assert!(!e.message.contains('\n'), "multi-line error: {e}");
+}
+
+#[test]
+fn plain_http_push_reuse_and_mount() {
+    let reg = Registry::builder().start();
+    let img = make_image("plain", 300_000);
+    let mut options = options_insecure();
+    // Small chunks: the 300 KB layer goes in several PATCH requests.
+    options.set_extra("docker.chunk-size", "65536");
+    let mut dest = open(&reg, "team/app", "v1", &options);
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+    drop(dest);
+    let first = reg.requests_settled();
+    assert_eq!(
+        uploads(&first, "team/app"),
+        3,
+        "two layers and the config: {first:?}"
+    );
+    assert!(
+        patches(&first) >= 6,
+        "the big layer should be sent in 64 KiB chunks: {first:?}"
+    );
+
+    skopeo_inspect(&reg, "team/app", "v1", &img, &["--tls-verify=false"]);
+    skopeo_copy(&reg, "team/app", "v1", &["--src-tls-verify=false"]);
+
+    // A second push of the same image uploads no layer (only the config again).
+    let before = reg.requests().len();
+    let mut dest = open(&reg, "team/app", "v2", &options_insecure());
+    push(&mut dest, &img).unwrap();
+    let second = reg.requests_settled()[before..].to_vec();
+    assert_eq!(
+        uploads(&second, "team/app"),
+        1,
+        "only the config is uploaded again: {second:?}"
+    );
+    assert!(
+        second
+            .iter()
+            .filter(|l| l.method == "HEAD" && l.status == 200)
+            .count()
+            >= 2,
+        "{second:?}"
+    );
+
+    // Another repository on the same registry: layers are mounted, not uploaded.
+    let before = reg.requests().len();
+    let location = format!("{}/team/app", reg.host());
+    let mut dest = open(&reg, "other/copy", "v1", &options_insecure());
+    push_with(&mut dest, &img, Some(&location)).unwrap();
+    let third = reg.requests_settled()[before..].to_vec();
+    let mounts = third
+        .iter()
+        .filter(|l| l.path.contains("mount=") && l.status == 201)
+        .count();
+    assert_eq!(mounts, 2, "{third:?}");
+    assert_eq!(
+        uploads(&third, "other/copy"),
+        1,
+        "only the config is uploaded: {third:?}"
+    );
+    skopeo_copy(&reg, "other/copy", "v1", &["--src-tls-verify=false"]);
+
+    // A candidate on another registry is not mounted: the layer is uploaded.
+    let before = reg.requests().len();
+    let mut dest = open(&reg, "third/repo", "v1", &options_insecure());
+    push_with(&mut dest, &img, Some("elsewhere.example/team/app")).unwrap();
+    let fourth = reg.requests_settled()[before..].to_vec();
+    assert_eq!(uploads(&fourth, "third/repo"), 3, "{fourth:?}");
+
+    // A manifest the registry refuses is a ManifestRejected error.
+    let dest = open(&reg, "team/app", "bad", &options_insecure());
+    let e = dest
+        .put_manifest(
+            br#"{"schemaVersion": 2, "layers": "nope"}"#,
+            media_types::OCI_MANIFEST,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ManifestRejected, "{e}");
+    assert!(e.message.contains("MANIFEST_INVALID"), "{e}");
+    one_line(&e);
+
+    // Signatures are refused with a reason.
+    let e = dest.put_signatures(&[b"sig".to_vec()]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(e.message.contains("not supported"), "{e}");
+
+    // Without --tls-verify=false, plain HTTP is refused.
+    let mut dest = open(&reg, "team/app", "v3", &PushOptions::default());
+    let e = push(&mut dest, &img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Network, "{e}");
+    assert!(e.message.contains("--tls-verify=false"), "{e}");
+    one_line(&e);
+}
+
+#[test]
+fn podman_pulls_what_was_pushed() {
+    require_tool("podman", "podman");
+    let reg = Registry::builder().start();
+    let img = make_image("podman", 50_000);
+    let mut dest = open(&reg, "pulled/app", "v1", &options_insecure());
+    push(&mut dest, &img).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(store.path().join("root"))
+            .arg("--runroot")
+            .arg(store.path().join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        run_ok(&mut cmd)
+    };
+    podman(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &reg.reference("pulled/app", "v1"),
+    ]);
+    let out = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        &format!("{}/pulled/app:v1", reg.host()),
+    ]);
+    let layers: Vec<String> = serde_json::from_str(stdout_of(&out).trim()).unwrap();
+    let want: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    assert_eq!(layers, want);
+}
+
+#[test]
+fn tls_with_cert_dir_and_certs_d() {
+    let reg = Registry::builder().tls().start();
+    let ca_dir = reg.ca_dir().unwrap().to_path_buf();
+    let img = make_image("tls", 20_000);
+
+    let options = PushOptions {
+        cert_dir: Some(ca_dir.to_string_lossy().as_ref().into()).into(),
+        ..PushOptions::default()
+    };
+    let mut dest = open(&reg, "secure/app", "v1", &options);
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}"));
+    let cert_dir_arg = format!("--cert-dir={}", ca_dir.display());
+    skopeo_inspect(&reg, "secure/app", "v1", &img, &[&cert_dir_arg]);
+    skopeo_copy(
+        &reg,
+        "secure/app",
+        "v1",
+        &[&format!("--src-cert-dir={}", ca_dir.display())],
+    );
+
+    // The same CA found in a certs.d directory named for host:port.
+    let certs_d = tempfile::tempdir().unwrap();
+    let host_dir = certs_d.path().join(reg.host());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(ca_dir.join("ca.crt"), host_dir.join("ca.crt")).unwrap();
+    let env = Environment {
+        certs_d: vec![certs_d.path().to_path_buf()],
+        ..Environment::empty()
+    };
+    let mut dest = open_env(&reg, "secure/app", "v2", &PushOptions::default(), &env);
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push via certs.d: {e}"));
+    skopeo_inspect(&reg, "secure/app", "v2", &img, &[&cert_dir_arg]);
+
+    // Without the CA, the certificate is refused.
+    let mut dest = open(&reg, "secure/app", "v3", &PushOptions::default());
+    let e = push(&mut dest, &img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Network, "{e}");
+    assert!(e.message.to_lowercase().contains("certificate"), "{e}");
+    one_line(&e);
+
+    // --tls-verify=false accepts it.
+    let mut dest = open(&reg, "secure/app", "v4", &options_insecure());
+    push(&mut dest, &img).unwrap();
+
+    // A client key without its certificate is a clear error.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("client.key"), "x").unwrap();
+    let options = PushOptions {
+        cert_dir: Some(broken.path().to_string_lossy().as_ref().into()).into(),
+        ..PushOptions::default()
+    };
+    let reference = Reference::parse(&format!("{}/secure/app:v5", reg.host())).unwrap();
+    let e =
+        DockerDestination::open_with_env(&reference, &options, &Environment::empty()).unwrap_err();
+    assert!(e.message.contains("client.key"), "{e}");
+}
+
+fn creds(user: &str, pass: &str) -> Credentials {
+    Credentials {
+        username: user.into(),
+        password: pass.into(),
+    }
+}
+
+fn write_auth_json(path: &Path, host: &str, user: &str, pass: &str) {
+    use base64::Engine as _;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::write(
+        path,
+        serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn htpasswd_basic_auth() {
+    let reg = Registry::builder().htpasswd("alice", "s3cret-pass").start();
+    let img = make_image("basic", 20_000);
+
+    let options = PushOptions {
+        creds: Some(creds("alice", "s3cret-pass")).into(),
+        ..options_insecure()
+    };
+    let mut dest = open(&reg, "private/app", "v1", &options);
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}"));
+    skopeo_inspect(
+        &reg,
+        "private/app",
+        "v1",
+        &img,
+        &["--tls-verify=false", "--creds=alice:s3cret-pass"],
+    );
+
+    // Credentials from podman's auth.json under $XDG_RUNTIME_DIR.
+    let home = tempfile::tempdir().unwrap();
+    write_auth_json(
+        &home.path().join("run/containers/auth.json"),
+        &reg.host(),
+        "alice",
+        "s3cret-pass",
+    );
+    let env = Environment {
+        xdg_runtime_dir: Some(home.path().join("run")),
+        ..Environment::empty()
+    };
+    let mut dest = open_env(&reg, "private/app", "v2", &options_insecure(), &env);
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push with auth.json: {e}"));
+    skopeo_inspect(
+        &reg,
+        "private/app",
+        "v2",
+        &img,
+        &["--tls-verify=false", "--creds=alice:s3cret-pass"],
+    );
+
+    // An explicit --authfile (docker's config.json format works too).
+    write_auth_json(
+        &home.path().join("docker.json"),
+        &format!("https://{}/v1/", reg.host()),
+        "alice",
+        "s3cret-pass",
+    );
+    let options = PushOptions {
+        auth_file: Some(
+            home.path()
+                .join("docker.json")
+                .to_string_lossy()
+                .as_ref()
+                .into(),
+        )
+        .into(),
+        ..options_insecure()
+    };
+    let mut dest = open(&reg, "private/app", "v3", &options);
+    push(&mut dest, &img).unwrap();
+
+    // A wrong password: one line, "unauthorized", no secret in it.
+    let options = PushOptions {
+        creds: Some(creds("alice", "wrong-pass")).into(),
+        ..options_insecure()
+    };
+    let mut dest = open(&reg, "private/app", "v4", &options);
+    let e = push(&mut dest, &img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(e.message.contains("unauthorized"), "{e}");
+    assert!(!e.message.contains("wrong-pass"), "{e}");
+    one_line(&e);
+
+    // No credentials at all.
+    let mut dest = open(&reg, "private/app", "v5", &options_insecure());
+    let e = push(&mut dest, &img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(e.message.contains("--creds"), "{e}");
+}
+
+#[test]
+fn token_auth() {
+    require_tool("skopeo", "skopeo");
+    let reg = Registry::builder().token_auth("bob", "t0ken-pass").start();
+    let img = make_image("token", 20_000);
+
+    let options = PushOptions {
+        creds: Some(creds("bob", "t0ken-pass")).into(),
+        ..options_insecure()
+    };
+    let mut dest = open(&reg, "tok/app", "v1", &options);
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+    let issued = reg.tokens_issued();
+    assert!(issued >= 1, "no token was fetched");
+    assert!(
+        issued <= 3,
+        "tokens are cached: {issued} fetched for one push"
+    );
+    skopeo_inspect(
+        &reg,
+        "tok/app",
+        "v1",
+        &img,
+        &["--tls-verify=false", "--creds=bob:t0ken-pass"],
+    );
+    skopeo_copy(
+        &reg,
+        "tok/app",
+        "v1",
+        &["--src-tls-verify=false", "--src-creds=bob:t0ken-pass"],
+    );
+
+    // Mounting from another repository asks for pull on it as well.
+    let location = format!("{}/tok/app", reg.host());
+    let before = reg.requests().len();
+    let mut dest = open(&reg, "tok/other", "v1", &options);
+    push_with(&mut dest, &img, Some(&location)).unwrap();
+    let lines = reg.requests_settled()[before..].to_vec();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.path.contains("mount=") && l.status == 201)
+            .count(),
+        2,
+        "{lines:?}"
+    );
+
+    let options = PushOptions {
+        creds: Some(creds("bob", "nope")).into(),
+        ..options_insecure()
+    };
+    let mut dest = open(&reg, "tok/app", "v2", &options);
+    let e = push(&mut dest, &img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(e.message.contains("unauthorized"), "{e}");
+    assert!(!e.message.contains("nope"), "{e}");
+    one_line(&e);
+}
+
+/// A reader that calls `at` once after `after` bytes have been read.
+struct Tripwire<'a, F: FnMut()> {
+    data: &'a [u8],
+    pos: usize,
+    after: usize,
+    at: Option<F>,
+}
+
+impl<F: FnMut()> Read for Tripwire<'_, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.after {
+            if let Some(mut f) = self.at.take() {
+                f();
+            }
+        }
+        let n = buf.len().min(self.data.len() - self.pos).min(64 * 1024);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn registry_killed_mid_push() {
+    require_tool("skopeo", "skopeo");
+    let mut reg = Registry::builder().start();
+    let img = make_image("killed", 4_000_000);
+    let dest = open(&reg, "crash/app", "v1", &options_insecure());
+    let big = &img.layers[1];
+    let info = BlobInfo {
+        digest: "".into(),
+        size: -1,
+        ..big.info()
+    };
+    let mut reader = Tripwire {
+        data: &big.gz,
+        pos: 0,
+        after: 1_000_000,
+        at: Some(|| reg.kill()),
+    };
+    let e = dest.put_blob(&mut reader, &info).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Network, "{e}");
+    assert!(e.message.contains("uploading blob"), "{e}");
+    one_line(&e);
+    drop(dest);
+
+    reg.restart();
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &reg.reference("crash/app", "v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "nothing may be tagged after a failed push"
+    );
+
+    let mut dest = open(&reg, "crash/app", "v1", &options_insecure());
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("re-run: {e}"));
+    skopeo_copy(&reg, "crash/app", "v1", &["--src-tls-verify=false"]);
+}
