@@ -5,9 +5,8 @@
 //! `<target>/dist` (`<target>` is `$CARGO_TARGET_DIR` or the workspace's
 //! `target/`); `cargo xtask test` builds it before running them.
 
-pub mod registry;
-
 pub mod fixtures;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
