@@ -160,7 +160,11 @@ impl Destination for DockerArchiveDestination {
         } else {
             Some(Digest::parse(&info.digest)?)
         };
-        let stored = if info.is_config {
+        // The config is recognised by the flag, or by its media type.
+        let is_config = info.is_config
+            || info.media_type == media_types::DOCKER_CONFIG
+            || info.media_type == media_types::OCI_CONFIG;
+        let stored = if is_config {
             let mut config = Vec::new();
             stream
                 .take(MAX_CONFIG_SIZE + 1)
