@@ -155,10 +155,16 @@ impl Destination for DockerArchiveDestination {
     }
 
     fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        let expected = if info.digest.is_empty() {
-            None
-        } else {
+        // The digest of the bytes as sent: announced, or, for a layer sent
+        // uncompressed, its diff ID.
+        let expected = if !info.digest.is_empty() {
             Some(Digest::parse(&info.digest)?)
+        } else if info.compression == CompressionAlgorithm::None
+            && !info.uncompressed_digest.is_empty()
+        {
+            Some(Digest::parse(&info.uncompressed_digest)?)
+        } else {
+            None
         };
         // The config is recognised by the flag, or by its media type.
         let is_config = info.is_config
@@ -185,7 +191,7 @@ impl Destination for DockerArchiveDestination {
             let digest = writer_of(&mut state)?.write_config(&config)?;
             (digest, config.len() as u64)
         } else {
-            match (expected, info.size()) {
+            match (expected.clone(), info.size()) {
                 (Some(digest), Some(size)) => {
                     let mut state = self.lock();
                     writer_of(&mut state)?.write_layer(&digest, size, stream)?;
@@ -193,7 +199,7 @@ impl Destination for DockerArchiveDestination {
                 }
                 _ => {
                     let (mut file, digest, size) = self.spool(stream)?;
-                    check_expected(None, info, &digest, size)?;
+                    check_expected(expected.as_ref(), info, &digest, size)?;
                     let mut state = self.lock();
                     writer_of(&mut state)?.write_layer(&digest, size, &mut file)?;
                     (digest, size)

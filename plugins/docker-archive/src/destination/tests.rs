@@ -177,3 +177,22 @@ fn wrong_data_and_manifest_types_are_refused() {
         .unwrap_err();
     assert!(err.message.contains("was not written"), "{err}");
 }
+
+#[test]
+fn an_uncompressed_layer_is_checked_against_its_diff_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = open(&tmp.path().join("a.tar"), None).unwrap();
+    let mut info = BlobInfo::unknown();
+    info.compression = CompressionAlgorithm::None;
+    info.uncompressed_digest = Digest::of(b"layer").as_str().into();
+    let stored = dest.put_blob(&mut &b"layer"[..], &info).unwrap();
+    assert_eq!(stored.digest.as_str(), Digest::of(b"layer").as_str());
+    info.size = 5;
+    info.uncompressed_digest = Digest::of(b"other").as_str().into();
+    let err = dest.put_blob(&mut &b"wrong"[..], &info).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Integrity);
+    let dest = open(&tmp.path().join("b.tar"), None).unwrap();
+    info.size = -1;
+    let err = dest.put_blob(&mut &b"wrong"[..], &info).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Integrity);
+}
