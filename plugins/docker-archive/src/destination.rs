@@ -19,9 +19,15 @@ use tempfile::NamedTempFile;
 /// kpod does not announce is first spooled to an unnamed temporary file in
 /// the target's directory (never into memory). Dropped without a commit, the
 /// temporary archive is deleted and `PATH` is left as it was.
+///
+/// When `PATH` is a FIFO or a character device (`/dev/stdout`, a pipe to
+/// `docker load`), the archive is written straight into it, as
+/// containers/image does; an aborted push then leaves a truncated stream
+/// without `manifest.json`, which no reader accepts.
 pub struct DockerArchiveDestination {
     target: PathBuf,
-    parent: PathBuf,
+    /// Where layers of unknown digest or size are spooled.
+    spool_dir: PathBuf,
     repo_tags: Vec<Reference>,
     state: Mutex<State>,
 }
@@ -29,7 +35,8 @@ pub struct DockerArchiveDestination {
 struct State {
     /// `None` once finished.
     writer: Option<ArchiveWriter<BufWriter<File>>>,
-    /// The temporary archive; deleted when dropped.
+    /// The temporary archive (deleted when dropped); `None` when writing
+    /// straight into a FIFO or device.
     tmp: Option<NamedTempFile>,
     image_added: bool,
 }
@@ -52,10 +59,27 @@ struct Descriptor {
 
 impl DockerArchiveDestination {
     /// Prepares a push: refuses an existing non-empty `PATH`, and opens the
-    /// temporary archive in `PATH`'s directory.
+    /// temporary archive in `PATH`'s directory (or `PATH` itself when it is a
+    /// FIFO or a character device).
     pub fn open(reference: &ArchiveReference) -> Result<Self, PluginError> {
         let target = reference.path.clone();
-        check_target(&target)?;
+        let repo_tags: Vec<Reference> = reference.name.iter().cloned().collect();
+        if check_target(&target)? == TargetKind::Stream {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .map_err(|e| io_error("opening", &target, e))?;
+            return Ok(DockerArchiveDestination {
+                target,
+                spool_dir: std::env::temp_dir(),
+                repo_tags,
+                state: Mutex::new(State {
+                    writer: Some(ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file))),
+                    tmp: None,
+                    image_added: false,
+                }),
+            });
+        }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -81,8 +105,8 @@ impl DockerArchiveDestination {
         let writer = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file));
         Ok(DockerArchiveDestination {
             target,
-            parent,
-            repo_tags: reference.name.iter().cloned().collect(),
+            spool_dir: parent,
+            repo_tags,
             state: Mutex::new(State {
                 writer: Some(writer),
                 tmp: Some(tmp),
@@ -98,22 +122,22 @@ impl DockerArchiveDestination {
     /// Copies `stream` to an unnamed temporary file, returning it rewound
     /// with the digest and size of its content.
     fn spool(&self, stream: &mut dyn Read) -> Result<(File, Digest, u64), PluginError> {
-        let file = tempfile::tempfile_in(&self.parent)
-            .map_err(|e| io_error("creating a spool file in", &self.parent, e))?;
+        let file = tempfile::tempfile_in(&self.spool_dir)
+            .map_err(|e| io_error("creating a spool file in", &self.spool_dir, e))?;
         let mut out = DigestingWriter::new(BufWriter::with_capacity(1 << 20, file));
         io::copy(stream, &mut out).map_err(|e| {
             PluginError::from(e).context(format!(
                 "docker-archive: spooling a layer into {}",
-                self.parent.display()
+                self.spool_dir.display()
             ))
         })?;
         let (digest, size) = (out.digest(), out.count());
         let mut file = out
             .into_inner()
             .into_inner()
-            .map_err(|e| io_error("writing a spool file in", &self.parent, e.into_error()))?;
+            .map_err(|e| io_error("writing a spool file in", &self.spool_dir, e.into_error()))?;
         file.rewind()
-            .map_err(|e| io_error("rewinding a spool file in", &self.parent, e))?;
+            .map_err(|e| io_error("rewinding a spool file in", &self.spool_dir, e))?;
         Ok((file, digest, size))
     }
 }
@@ -256,10 +280,14 @@ impl Destination for DockerArchiveDestination {
             .writer
             .take()
             .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))?;
-        let tmp = state
-            .tmp
-            .take()
-            .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))?;
+        let Some(tmp) = state.tmp.take() else {
+            // Straight into a FIFO or device: finishing flushes it.
+            writer
+                .finish()?
+                .into_inner()
+                .map_err(|e| io_error("writing", &self.target, e.into_error()))?;
+            return Ok(());
+        };
         let file = writer
             .finish()?
             .into_inner()
@@ -267,7 +295,7 @@ impl Destination for DockerArchiveDestination {
         file.sync_all()
             .map_err(|e| io_error("syncing", tmp.path(), e))?;
         place(tmp, &self.target)?;
-        if let Ok(dir) = File::open(&self.parent) {
+        if let Ok(dir) = File::open(&self.spool_dir) {
             let _ = dir.sync_all();
         }
         Ok(())
@@ -307,16 +335,30 @@ fn io_error(what: &str, path: &Path, err: io::Error) -> PluginError {
     PluginError::from_io(format!("docker-archive: {what} {}", path.display()), err)
 }
 
-/// Refuses a `target` that exists and is anything but an empty regular file.
-fn check_target(target: &Path) -> Result<(), PluginError> {
+/// How an archive reaches its target path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetKind {
+    /// Absent or an empty regular file: temporary file, then moved in place.
+    File,
+    /// A FIFO or character device: written straight into.
+    Stream,
+}
+
+/// Refuses a `target` that exists and is a non-empty regular file, a
+/// directory, or anything else that cannot take an archive.
+fn check_target(target: &Path) -> Result<TargetKind, PluginError> {
+    use std::os::unix::fs::FileTypeExt;
     match fs::metadata(target) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(TargetKind::File),
         Err(e) => Err(io_error("inspecting", target, e)),
-        Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(()),
+        Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(TargetKind::File),
         Ok(meta) if meta.is_file() => Err(PluginError::invalid_input(format!(
             "docker-archive: {} exists and is not empty",
             target.display()
         ))),
+        Ok(meta) if meta.file_type().is_fifo() || meta.file_type().is_char_device() => {
+            Ok(TargetKind::Stream)
+        }
         Ok(_) => Err(PluginError::invalid_input(format!(
             "docker-archive: {} exists and is not a regular file",
             target.display()
@@ -328,7 +370,12 @@ fn check_target(target: &Path) -> Result<(), PluginError> {
 /// non-empty file: a hard link when `target` is absent (fails if it appeared
 /// meanwhile), a rename over an empty file.
 fn place(tmp: NamedTempFile, target: &Path) -> Result<(), PluginError> {
-    check_target(target)?;
+    if check_target(target)? != TargetKind::File {
+        return Err(PluginError::invalid_input(format!(
+            "docker-archive: {} changed into a device or FIFO during the push",
+            target.display()
+        )));
+    }
     if fs::symlink_metadata(target).is_err() {
         match fs::hard_link(tmp.path(), target) {
             Ok(()) => return Ok(()), // dropping `tmp` removes the temporary name

@@ -196,3 +196,45 @@ fn an_uncompressed_layer_is_checked_against_its_diff_id() {
     let err = dest.put_blob(&mut &b"wrong"[..], &info).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Integrity);
 }
+
+#[test]
+fn a_fifo_receives_the_archive_directly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || fs::read(reader_path).unwrap());
+    let mut dest = open(&fifo, Some("piped:v1")).unwrap();
+    push(&dest);
+    dest.commit().unwrap();
+    drop(dest);
+    let archive = reader.join().unwrap();
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
+        names.push(
+            entry
+                .unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    assert!(names.contains(&"manifest.json".to_string()), "{names:?}");
+    assert_eq!(
+        names_in(tmp.path()),
+        vec!["pipe"],
+        "nothing else written next to it"
+    );
+}
+
+#[test]
+fn a_character_device_is_written_to() {
+    let mut dest = open(Path::new("/dev/null"), None).unwrap();
+    push(&dest);
+    dest.commit().unwrap();
+}
