@@ -280,6 +280,7 @@ fn patches(lines: &[AccessLine]) -> usize {
 }
 
 fn one_line(e: &PluginError) {
+    eprintln!("error as reported: {e}");
     assert!(!e.message.contains('\n'), "multi-line error: {e}");
 }
 

@@ -202,9 +202,10 @@ impl RegistryClient {
             self.rt
                 .block_on(async move { inner.start_upload(&repo).await })?
         };
+        let mut last_location = location;
         let result = self.upload_body(
             repo,
-            location.clone(),
+            &mut last_location,
             stream,
             expected_digest,
             expected_size,
@@ -213,11 +214,11 @@ impl RegistryClient {
         );
         match result {
             Ok(done) => Ok(done),
-            Err((err, last_location)) => {
+            Err(err) => {
                 // Best effort: let the registry drop the half-done upload.
                 let inner = self.inner.clone();
                 let repo = repo.to_string();
-                let loc = last_location.unwrap_or(location);
+                let loc = last_location;
                 self.rt.block_on(async move {
                     let _ = tokio::time::timeout(
                         Duration::from_secs(5),
@@ -234,13 +235,13 @@ impl RegistryClient {
     fn upload_body(
         &self,
         repo: &str,
-        mut location: Url,
+        location: &mut Url,
         stream: &mut dyn Read,
         expected_digest: Option<&Digest>,
         expected_size: Option<u64>,
         chunk_size: u64,
         what: &str,
-    ) -> Result<(Digest, u64), (PluginError, Option<Url>)> {
+    ) -> Result<(Digest, u64), PluginError> {
         let mut reader = DigestingReader::new(stream);
         let chunk = if chunk_size == 0 {
             u64::MAX
@@ -253,76 +254,59 @@ impl RegistryClient {
             if remaining == Some(0) {
                 // Everything declared was sent: the stream must end here.
                 let mut probe = [0u8; 1];
-                let extra = read_full(&mut reader, &mut probe)
-                    .map_err(|e| (PluginError::from(e), Some(location.clone())))?;
+                let extra = read_full(&mut reader, &mut probe).map_err(PluginError::from)?;
                 if extra != 0 {
-                    return Err((
-                        PluginError::integrity(format!(
-                            "{what}: the blob is longer than its declared size {}",
-                            offset
-                        )),
-                        Some(location),
-                    ));
+                    return Err(PluginError::integrity(format!(
+                        "{what}: the blob is longer than its declared size {}",
+                        offset
+                    )));
                 }
                 break;
             }
             let mut first = vec![0u8; PIECE.min(remaining.unwrap_or(u64::MAX).min(chunk) as usize)];
-            let n = read_full(&mut reader, &mut first)
-                .map_err(|e| (PluginError::from(e), Some(location.clone())))?;
+            let n = read_full(&mut reader, &mut first).map_err(PluginError::from)?;
             if n == 0 {
                 if let Some(size) = expected_size {
-                    return Err((
-                        PluginError::integrity(format!(
-                            "{what}: the blob ended after {offset} of its declared {size} bytes"
-                        )),
-                        Some(location),
-                    ));
+                    return Err(PluginError::integrity(format!(
+                        "{what}: the blob ended after {offset} of its declared {size} bytes"
+                    )));
                 }
                 break;
             }
             first.truncate(n);
             let limit = remaining.map_or(chunk, |r| r.min(chunk));
-            location = self
-                .patch_chunk(
-                    repo,
-                    location.clone(),
-                    &mut reader,
-                    first,
-                    limit,
-                    remaining.is_some(),
-                    offset,
-                    what,
-                )
-                .map_err(|e| (e, Some(location.clone())))?;
+            *location = self.patch_chunk(
+                repo,
+                location.clone(),
+                &mut reader,
+                first,
+                limit,
+                remaining.is_some(),
+                offset,
+                what,
+            )?;
         }
         let digest = reader.digest();
         let size = reader.count();
         if let Some(want) = expected_digest {
             if *want != digest {
-                return Err((
-                    PluginError::integrity(format!(
-                        "{what}: the blob's digest is {digest}, not the expected {want}"
-                    )),
-                    Some(location),
-                ));
+                return Err(PluginError::integrity(format!(
+                    "{what}: the blob's digest is {digest}, not the expected {want}"
+                )));
             }
         }
         if let Some(want) = expected_size {
             if want != size {
-                return Err((
-                    PluginError::integrity(format!(
-                        "{what}: the blob has {size} bytes, not the expected {want}"
-                    )),
-                    Some(location),
-                ));
+                return Err(PluginError::integrity(format!(
+                    "{what}: the blob has {size} bytes, not the expected {want}"
+                )));
             }
         }
         let inner = self.inner.clone();
         let (repo_s, d) = (repo.to_string(), digest.clone());
         let loc = location.clone();
         self.rt
-            .block_on(async move { inner.finish_upload(&repo_s, loc, &d).await })
-            .map_err(|e| (e, Some(location)))?;
+            .block_on(async move { inner.finish_upload(&repo_s, loc, &d).await })?;
         Ok((digest, size))
     }
 
@@ -763,14 +747,17 @@ impl Inner {
                 continue;
             }
             if status == StatusCode::UNAUTHORIZED {
-                let mut err = RegistryError::from_response(resp).await.into_error(what);
-                if self.creds.is_none() {
-                    err.message = format!(
-                        "{} (no credentials given: use --creds or log in)",
-                        err.message
-                    )
-                    .into();
+                let mut err = RegistryError::from_response(resp).await;
+                if err.codes.is_empty() {
+                    err.detail = "authentication required".to_string();
                 }
+                let hint = if self.creds.is_none() {
+                    " (no credentials given: use --creds or log in)"
+                } else {
+                    " (wrong user name or password?)"
+                };
+                let mut err = err.into_error(what);
+                err.message = format!("{}{hint}", err.message).into();
                 return Err(err);
             }
             return Ok(resp);

@@ -118,7 +118,7 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         }
         current = e.source();
     }
-    let mut line = parts.join(": ").replace('\n', " ");
+    let mut line = strip_urls(&parts.join(": ").replace('\n', " "));
     let lower = line.to_lowercase();
     if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
         line.push_str(" (the server may speak plain HTTP: use --tls-verify=false for it)");
@@ -126,6 +126,25 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         line.push_str(" (certificate not trusted: add its CA with --cert-dir or /etc/containers/certs.d/<host:port>/, or use --tls-verify=false)");
     }
     line
+}
+
+/// Drops reqwest's ` for url (...)` parts: the caller names what it was doing,
+/// and upload URLs carry long opaque state.
+fn strip_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" for url (") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " for url (".len()..];
+        match after.find(')') {
+            Some(j) => rest = &after[j + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A network-kind error for a failed request.
