@@ -51,14 +51,14 @@ fn layer(name: &str, text: &str) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-/// Pushes a two-layer image to `docker-archive:<reference>`; the second layer
-/// goes without announced digest and size (so it is spooled). Returns the
-/// layers' digests and the config digest.
-fn push(reference: &str) -> (Vec<Digest>, Digest) {
-    let layers = [layer("a", "first layer\n"), layer("b", "second layer\n")];
+/// A two-layer image: (layer tars, config, Docker v2s2 manifest).
+fn image_parts() -> (Vec<Vec<u8>>, Vec<u8>, Vec<u8>) {
+    let layers = vec![layer("a", "first layer\n"), layer("b", "second layer\n")];
     let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
+    // Key order, white space and `&&` as Go would not write them: the legacy
+    // metadata must still come out as containers/image writes it.
     let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{}","{}"]}},"history":[{{"created_by":"a"}},{{"created_by":"b"}}]}}"#,
+        r#"{{"os":"linux", "architecture":"amd64","created":"2024-01-01T00:00:00Z","config":{{"Cmd":["/bin/sh","-c","true && <x>"], "Env":["A=1"]}},"container_config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{}","{}"]}},"history":[{{"created_by":"a"}},{{"created_by":"b"}}]}}"#,
         diff_ids[0], diff_ids[1]
     )
     .into_bytes();
@@ -75,19 +75,35 @@ fn push(reference: &str) -> (Vec<Digest>, Digest) {
         l = media_types::DOCKER_LAYER,
     )
     .into_bytes();
+    (layers, config, manifest)
+}
+
+/// Pushes the image's parts to `docker-archive:<reference>`; the second layer
+/// goes without announced digest and size (so it is spooled).
+fn push_parts(reference: &str, layers: &[Vec<u8>], config: &[u8], manifest: &[u8]) {
     let mut dest =
         DockerArchiveDestination::open(&ArchiveReference::parse(reference).unwrap()).unwrap();
-    let info = BlobInfo::known(diff_ids[0].as_str(), layers[0].len() as u64);
+    let info = BlobInfo::known(Digest::of(&layers[0]).as_str(), layers[0].len() as u64);
     dest.put_blob(&mut &layers[0][..], &info).unwrap();
     dest.put_blob(&mut &layers[1][..], &BlobInfo::unknown())
         .unwrap();
-    let mut info = BlobInfo::known(Digest::of(&config).as_str(), config.len() as u64);
+    let mut info = BlobInfo::known(Digest::of(config).as_str(), config.len() as u64);
     info.is_config = true;
     dest.put_blob(&mut &config[..], &info).unwrap();
-    dest.put_manifest(&manifest, media_types::DOCKER_V2S2_MANIFEST)
+    dest.put_manifest(manifest, media_types::DOCKER_V2S2_MANIFEST)
         .unwrap();
     dest.commit().unwrap();
-    (diff_ids, Digest::of(&config))
+}
+
+/// Pushes [`image_parts`] to `docker-archive:<reference>`. Returns the
+/// layers' digests and the config digest.
+fn push(reference: &str) -> (Vec<Digest>, Digest) {
+    let (layers, config, manifest) = image_parts();
+    push_parts(reference, &layers, &config, &manifest);
+    (
+        layers.iter().map(|l| Digest::of(l)).collect(),
+        Digest::of(&config),
+    )
 }
 
 #[test]
@@ -257,4 +273,49 @@ fn docker_loads_the_archive() {
     assert_eq!(inspect[0]["Id"], config.as_str());
     assert_eq!(inspect[0]["RootFS"]["Layers"][0], layers[0].as_str());
     assert_eq!(inspect[0]["RootFS"]["Layers"][1], layers[1].as_str());
+}
+
+/// The image of [`push`] as a `dir:` layout written by hand, for skopeo to
+/// read: (layers, config, manifest) files named as containers/image does.
+fn write_dir_layout(dir: &Path, layers: &[Vec<u8>], config: &[u8], manifest: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("version"), "Directory Transport Version: 1.1\n").unwrap();
+    std::fs::write(dir.join("manifest.json"), manifest).unwrap();
+    std::fs::write(dir.join(Digest::of(config).hex()), config).unwrap();
+    for layer in layers {
+        std::fs::write(dir.join(Digest::of(layer).hex()), layer).unwrap();
+    }
+}
+
+#[test]
+fn the_archive_is_byte_identical_to_skopeos() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("ours.tar");
+    let reference = format!("{}:kpod-test/same:v1", ours.display());
+    let (layers, config, manifest) = image_parts();
+    push_parts(&reference, &layers, &config, &manifest);
+    let source = tmp.path().join("source");
+    write_dir_layout(&source, &layers, &config, &manifest);
+    let theirs = tmp.path().join("theirs.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("dir:{}", source.display()))
+            .arg(format!(
+                "docker-archive:{}:kpod-test/same:v1",
+                theirs.display()
+            )),
+    );
+    let (ours, theirs) = (
+        std::fs::read(&ours).unwrap(),
+        std::fs::read(&theirs).unwrap(),
+    );
+    assert_eq!(ours.len(), theirs.len());
+    if let Some(at) = ours.iter().zip(&theirs).position(|(a, b)| a != b) {
+        panic!(
+            "the archives differ first at byte {at} (entry header at {})",
+            at / 512 * 512
+        );
+    }
 }

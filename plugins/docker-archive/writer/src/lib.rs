@@ -21,7 +21,7 @@
 use kpod_plugin_sdk::reference::Reference;
 use kpod_plugin_sdk::{Digest, DigestingReader, PluginError};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
 
@@ -242,41 +242,45 @@ impl<W: Write> ArchiveWriter<W> {
         layers: &[Digest],
         config: &[u8],
     ) -> Result<Option<String>, PluginError> {
-        let config: BTreeMap<String, Value> = serde_json::from_slice(config).map_err(|e| {
-            PluginError::invalid_input(format!(
-                "docker-archive: the image config is not a JSON object: {e}"
-            ))
-        })?;
+        // Raw values, so that the legacy JSON is byte for byte what
+        // containers/image writes (Go's encoding/json: keys sorted, raw values
+        // compacted with <, > and & escaped), and so are the layer IDs.
+        let config: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_slice(config).map_err(|e| {
+                PluginError::invalid_input(format!(
+                    "docker-archive: the image config is not a JSON object: {e}"
+                ))
+            })?;
         let mut chain_id: Option<Digest> = None;
         let mut parent: Option<String> = None;
         for (i, layer) in layers.iter().enumerate() {
-            let mut layer_config: BTreeMap<String, Value> = BTreeMap::new();
+            let mut layer_config: BTreeMap<&str, String> = BTreeMap::new();
             if let Some(parent) = &parent {
-                layer_config.insert("parent".into(), Value::String(parent.clone()));
+                layer_config.insert("parent", json_string(parent));
             }
             if i == layers.len() - 1 {
                 for key in LEGACY_TOP_LAYER_KEYS {
-                    layer_config.insert(
-                        key.to_string(),
-                        config.get(key).cloned().unwrap_or(Value::Null),
-                    );
+                    let value = config.get(key).map(|raw| go_compact(raw.get()));
+                    layer_config.insert(key, value.unwrap_or_else(|| "null".to_string()));
                 }
             }
             let chain = match &chain_id {
                 None => layer.clone(),
                 Some(previous) => Digest::of(format!("{previous} {layer}").as_bytes()),
             };
-            layer_config.insert("layer_id".into(), Value::String(chain.to_string()));
-            let id = Digest::of(&to_json(&layer_config)?).hex().to_string();
+            layer_config.insert("layer_id", json_string(chain.as_str()));
+            let id = Digest::of(json_object(&layer_config).as_bytes())
+                .hex()
+                .to_string();
             layer_config.remove("layer_id");
-            layer_config.insert("id".into(), Value::String(id.clone()));
+            layer_config.insert("id", json_string(&id));
             if !self.legacy_layers.contains(&id) {
                 self.write_symlink(
                     &format!("{id}/layer.tar"),
                     &format!("../{}", layer_file(layer)),
                 )?;
                 self.write_bytes(&format!("{id}/VERSION"), b"1.0")?;
-                self.write_bytes(&format!("{id}/json"), &to_json(&layer_config)?)?;
+                self.write_bytes(&format!("{id}/json"), json_object(&layer_config).as_bytes())?;
                 self.legacy_layers.insert(id.clone());
             }
             chain_id = Some(chain);
@@ -307,7 +311,7 @@ impl<W: Write> ArchiveWriter<W> {
         header.set_size(size);
         header.set_mode(0o444);
         header.set_mtime(0);
-        header.set_cksum();
+        finish_header(&mut header);
         self.out
             .write_all(header.as_bytes())
             .map_err(|e| write_error(name, e))?;
@@ -344,9 +348,9 @@ impl<W: Write> ArchiveWriter<W> {
             .and_then(|()| {
                 header.set_entry_type(tar::EntryType::Symlink);
                 header.set_size(0);
-                header.set_mode(0o777);
+                header.set_mode(0);
                 header.set_mtime(0);
-                header.set_cksum();
+                finish_header(&mut header);
                 self.out
                     .write_all(header.as_bytes())
                     .map_err(|e| write_error(name, e))
@@ -385,9 +389,68 @@ fn set_path(header: &mut tar::Header, name: &str) -> Result<(), PluginError> {
         .map_err(|e| PluginError::other(format!("docker-archive: entry name {name}: {e}")))
 }
 
-fn to_json(value: &impl Serialize) -> Result<Vec<u8>, PluginError> {
-    serde_json::to_vec(value)
-        .map_err(|e| PluginError::other(format!("docker-archive: encoding JSON: {e}")))
+/// Fills the numeric fields Go's archive/tar writes as octal zeros (owner,
+/// device numbers) and the checksum in Go's format (six octal digits, NUL,
+/// space), so that headers match containers/image's byte for byte.
+fn finish_header(header: &mut tar::Header) {
+    header.set_uid(0);
+    header.set_gid(0);
+    let _ = header.set_device_major(0);
+    let _ = header.set_device_minor(0);
+    let bytes = header.as_mut_bytes();
+    bytes[148..156].fill(b' ');
+    let sum: u32 = bytes.iter().map(|&b| u32::from(b)).sum();
+    let field = format!("{sum:06o}\0 ");
+    bytes[148..156].copy_from_slice(&field.as_bytes()[field.len() - 8..]);
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "null".to_string())
+}
+
+/// A JSON object of already-encoded values, keys in order.
+fn json_object(members: &BTreeMap<&str, String>) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json_string(k)))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+/// Compacts valid JSON text as Go's `json.Marshal` does with a raw message:
+/// white space outside strings removed, `<`, `>`, `&`, U+2028 and U+2029
+/// escaped (they can only occur inside strings).
+fn go_compact(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            match c {
+                _ if escaped => {
+                    escaped = false;
+                    out.push(c);
+                    continue;
+                }
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c.is_ascii_whitespace() {
+            continue;
+        } else if c == '"' {
+            in_string = true;
+        }
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn write_error(what: &str, err: io::Error) -> PluginError {

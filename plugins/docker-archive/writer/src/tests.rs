@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The entries of an archive: name -> (type, content or link target).
@@ -153,4 +154,45 @@ fn images_need_their_blobs() {
     assert!(err.message.contains("was not written"), "{err}");
     let err = w.add_image(&Digest::of(b"nope"), &[], &[]).unwrap_err();
     assert!(err.message.contains("config"), "{err}");
+}
+
+#[test]
+fn raw_values_are_compacted_like_go() {
+    assert_eq!(
+        go_compact("{ \"Cmd\" : [\"a && b\", \"<x>\"],\n \"s\": \"q\\\" \\\\ \" }"),
+        r#"{"Cmd":["a \u0026\u0026 b","\u003cx\u003e"],"s":"q\" \\ "}"#
+    );
+    assert_eq!(go_compact("\"keep  spaces\""), "\"keep  spaces\"");
+}
+
+#[test]
+fn headers_carry_go_style_numeric_fields() {
+    let layer = b"x".to_vec();
+    let d = Digest::of(&layer);
+    let mut w = ArchiveWriter::new(Vec::new());
+    w.write_layer(&d, 1, &mut &layer[..]).unwrap();
+    let archive = w.out;
+    let header = &archive[..512];
+    assert_eq!(&header[108..116], b"0000000\0", "uid");
+    assert_eq!(&header[116..124], b"0000000\0", "gid");
+    assert_eq!(
+        &header[154..156],
+        b"\0 ",
+        "checksum ends with NUL and space"
+    );
+    let sum: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    assert_eq!(
+        std::str::from_utf8(&header[148..154]).unwrap(),
+        format!("{sum:06o}")
+    );
 }
