@@ -352,6 +352,45 @@ fn plain_http_push_reuse_and_mount() {
     let fourth = reg.requests_settled()[before..].to_vec();
     assert_eq!(uploads(&fourth, "third/repo"), 3, "{fourth:?}");
 
+    // Known digest and size: chunks carry Content-Range; a wrong digest fails
+    // and leaves nothing behind.
+    let blob = noise(200_000, 99);
+    let before = reg.requests().len();
+    let dest = open(&reg, "known/size", "v1", &options);
+    let info = BlobInfo::known(Digest::of(&blob).as_str(), blob.len() as u64);
+    let stored = dest.put_blob(&mut &blob[..], &info).unwrap();
+    assert_eq!(stored.digest, info.digest);
+    assert_eq!(
+        dest.try_reuse_blob(&ReuseQuery {
+            blob: info.clone(),
+            candidates: Vec::new().into(),
+            can_substitute: false
+        })
+        .unwrap()
+        .map(|b| b.size),
+        Some(200_000)
+    );
+    let lines = reg.requests_settled()[before..].to_vec();
+    assert_eq!(
+        patches(&lines),
+        4,
+        "200 000 bytes in 64 KiB chunks: {lines:?}"
+    );
+    let wrong = BlobInfo::known(Digest::of(b"other").as_str(), blob.len() as u64);
+    let e = dest.put_blob(&mut &blob[..], &wrong).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Integrity, "{e}");
+    one_line(&e);
+    let short = BlobInfo::known(Digest::of(&blob).as_str(), blob.len() as u64 + 10);
+    let e = dest.put_blob(&mut &blob[..], &short).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Integrity, "{e}");
+    one_line(&e);
+    let gone = ReuseQuery {
+        blob: wrong,
+        candidates: Vec::new().into(),
+        can_substitute: false,
+    };
+    assert!(dest.try_reuse_blob(&gone).unwrap().is_none());
+
     // A manifest the registry refuses is a ManifestRejected error.
     let dest = open(&reg, "team/app", "bad", &options_insecure());
     let e = dest
