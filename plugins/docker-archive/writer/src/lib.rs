@@ -12,6 +12,10 @@
 //! * `manifest.json`: `[{"Config": .., "RepoTags": [..], "Layers": [..]}]`,
 //! * `repositories`: `{name: {tag: top layer id}}`.
 //!
+//! For the same image and name the archive is byte for byte the one skopeo
+//! (containers/image) writes: same entry order, Go-style tar headers (mode
+//! 0444, mtime 0, octal-zero owner and device fields), same legacy layer IDs.
+//!
 //! Entries are written in that order, so a tar header always precedes data
 //! whose digest and size are known in advance: the caller must know a
 //! layer's digest and size before streaming it (spool it to a temporary file
