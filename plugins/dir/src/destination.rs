@@ -87,12 +87,22 @@ impl DirDestination {
         let old = self.target.join(digest.hex());
         let meta = fs::metadata(&old).ok().filter(|m| m.is_file())?;
         // The old directory is renamed away at commit, so link (or copy) the
-        // blob into the staging directory.
-        if fs::hard_link(&old, &staged).is_err() && fs::copy(&old, &staged).is_err() {
-            let _ = fs::remove_file(&staged);
-            return None;
+        // blob into the staging directory. Never write into `staged` in
+        // place: it may be a link to the old file.
+        match fs::hard_link(&old, &staged) {
+            Ok(()) => Some(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::metadata(&staged)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            Err(_) => {
+                let mut source = File::open(&old).ok()?;
+                let info = BlobInfo::known(digest.as_str(), meta.len());
+                store_blob(&mut source, &info, &self.staging_path, |_| staged)
+                    .ok()
+                    .map(|(_, size)| size)
+            }
         }
-        Some(meta.len())
     }
 }
 

@@ -205,3 +205,31 @@ fn an_unwritable_parent_names_the_path() {
         .expect("refused");
     assert!(err.message.contains("/proc/kpod-no-such"), "{err}");
 }
+
+#[test]
+fn reusing_and_rewriting_a_blob_never_touches_the_old_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("img");
+    let mut first = DirDestination::open(&target).unwrap();
+    push_image(&first, b"shared");
+    first.commit().unwrap();
+    let old_blob = target.join(Digest::of(b"shared").hex());
+
+    let second = DirDestination::open(&target).unwrap();
+    let query = ReuseQuery {
+        blob: blob(b"shared"),
+        candidates: Default::default(),
+        can_substitute: false,
+    };
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert!(second.try_reuse_blob(&query).unwrap().is_some()));
+        }
+    });
+    // Writing the same blob again replaces the link, not the linked file.
+    second
+        .put_blob(&mut &b"shared"[..], &blob(b"shared"))
+        .unwrap();
+    drop(second);
+    assert_eq!(fs::read(old_blob).unwrap(), b"shared");
+}
