@@ -519,3 +519,49 @@ pub fn load_into_store(store: &Store, layout: &OciLayout, name: &str) -> String 
     );
     layout.image_id()
 }
+
+/// A throw-away GnuPG home with one signing key (ed25519, no passphrase).
+#[derive(Debug, Clone)]
+pub struct GpgKey {
+    /// The `GNUPGHOME` directory.
+    pub home: PathBuf,
+    /// The key's user ID e-mail, usable with `--sign-by`.
+    pub email: String,
+    /// The key's fingerprint.
+    pub fingerprint: String,
+}
+
+impl GpgKey {
+    /// Creates `dir` as a GnuPG home holding a new signing key.
+    pub fn new(dir: &Path) -> GpgKey {
+        require_tool("gpg", "gpg");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let email = "kpod-test@example.com".to_string();
+        run_ok(
+            Command::new("gpg")
+                .env("GNUPGHOME", dir)
+                .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+                .arg(format!("kpod test <{email}>"))
+                .args(["ed25519", "sign", "never"]),
+        );
+        let out = run_ok(Command::new("gpg").env("GNUPGHOME", dir).args([
+            "--batch",
+            "--with-colons",
+            "--list-secret-keys",
+            &email,
+        ]));
+        let fingerprint = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|r| r.trim_matches(':').to_string())
+            })
+            .expect("a fingerprint");
+        GpgKey {
+            home: dir.to_path_buf(),
+            email,
+            fingerprint,
+        }
+    }
+}

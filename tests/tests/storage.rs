@@ -407,3 +407,99 @@ fn reader_racing_podman_tag_and_untag_never_fails() {
     let img = store.resolve_image("localhost/tricky:1").unwrap();
     assert_eq!(img.names, vec!["localhost/tricky:1".to_string()]);
 }
+
+#[test]
+fn signatures_are_split_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = fixtures::GpgKey::new(&dir.path().join("gnupg"));
+    let layout = fixtures::write_oci_layout(
+        &dir.path().join("oci"),
+        "s",
+        &[fixtures::tricky_layers().remove(1)],
+        &[],
+    );
+    // One signature from the first copy, a second one added by copying on.
+    let first = Store::new_vfs();
+    let second = Store::new_vfs();
+    run_ok(
+        first
+            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
+            .env("GNUPGHOME", &key.home)
+            .arg(layout.reference())
+            .arg(first.reference("localhost/signed:1")),
+    );
+    run_ok(
+        second
+            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
+            .env("GNUPGHOME", &key.home)
+            .arg(first.reference("localhost/signed:1"))
+            .arg(second.reference("localhost/signed:2")),
+    );
+    // skopeo's own reading of the store, as a dir: layout with signature-N files.
+    let exported = dir.path().join("exported");
+    run_ok(
+        second
+            .skopeo(["--insecure-policy", "copy", "-q"])
+            .arg(second.reference("localhost/signed:2"))
+            .arg(format!("dir:{}", exported.display())),
+    );
+    let theirs: Vec<Vec<u8>> = (1..)
+        .map(|i| exported.join(format!("signature-{i}")))
+        .take_while(|p| p.exists())
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(theirs.len(), 2);
+
+    let store = second.open();
+    let image = store.resolve_image("signed:2").unwrap();
+    let ours = store.stored_image(&image).signatures().unwrap();
+    assert_eq!(ours, theirs);
+    let one = first.open();
+    let image = one.resolve_image("localhost/signed:1").unwrap();
+    assert_eq!(one.stored_image(&image).signatures().unwrap().len(), 1);
+}
+
+/// Measures reassembly throughput (no assertion on time); run with
+/// `cargo test --release -p kpod-tests --test storage -- --ignored --nocapture`.
+/// `KPOD_BENCH_MB` sets the image size (default 512).
+#[test]
+#[ignore]
+fn measure_reassembly_throughput() {
+    let mb: usize = std::env::var("KPOD_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixtures::big_oci_layout(&dir.path().join("oci"), mb, 4);
+    for driver in ["overlay", "vfs"] {
+        let fx = Store::new(driver);
+        load_into_store(&fx, &layout, "localhost/big:1");
+        let store = fx.open();
+        let image = store.resolve_image("big:1").unwrap();
+        let src = store.stored_image(&image);
+        let start = Instant::now();
+        let cpu_start = thread_cpu_ns();
+        let mut total = 0;
+        for i in 0..layout.diff_ids.len() {
+            let (digest, size) = digest_layer(&src, i).unwrap();
+            assert_eq!(digest, layout.diff_ids[i]);
+            total += size;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = (thread_cpu_ns() - cpu_start) as f64 / 1e9;
+        eprintln!(
+            "{driver}: {} MB reassembled and verified: {secs:.2} s wall ({:.0} MB/s), {cpu:.2} s on CPU ({:.0} MB per CPU-second), including the test's own sha256",
+            total / 1_000_000,
+            total as f64 / 1e6 / secs,
+            total as f64 / 1e6 / cpu
+        );
+    }
+}
+
+/// CPU time of the calling thread in nanoseconds (Linux schedstat).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

@@ -49,7 +49,7 @@ enum Current {
         file: File,
         name: String,
         remaining: u64,
-        crc: crc::Digest<'static, u64>,
+        crc: crc::Digest<'static, u64, crc::Table<16>>,
         expected: u64,
     },
 }
