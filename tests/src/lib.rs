@@ -5,6 +5,7 @@
 //! `<target>/dist` (`<target>` is `$CARGO_TARGET_DIR` or the workspace's
 //! `target/`); `cargo xtask test` builds it before running them.
 
+pub mod dockerd;
 pub mod fixtures;
 pub mod registry;
 

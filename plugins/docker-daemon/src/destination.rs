@@ -1,0 +1,442 @@
+//! The `docker-daemon:` destination: an [`ArchiveWriter`] whose output is the
+//! body of a running image load request.
+
+use crate::host::DockerHost;
+use crate::pipe::{self, PipeBody, PipeWriter};
+use crate::reference::DaemonReference;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::ImportImageOptionsBuilder;
+use bollard::Docker;
+use futures_util::StreamExt;
+use kpod_docker_archive_writer::{ArchiveWriter, MAX_CONFIG_SIZE};
+use kpod_plugin_sdk::prelude::*;
+use kpod_plugin_sdk::reference::Reference;
+use serde::Deserialize;
+use std::io::{self, BufWriter, Read, Seek};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+/// How long a load request may run at all (the daemon answers only once the
+/// whole archive is in, so this bounds the whole push).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a dropped push waits for the daemon to notice the abort.
+const ABORT_GRACE: Duration = Duration::from_secs(30);
+
+/// One push into `docker-daemon:NAME:TAG`.
+///
+/// Opening it negotiates the API version with the daemon and starts the load
+/// request; blobs are streamed into the request's body as they arrive (a
+/// layer whose digest or size kpod does not announce is first spooled to an
+/// unnamed temporary file, never into memory). [`Destination::commit`] ends
+/// the archive and waits for the daemon's verdict. Dropped without a commit,
+/// the request is cut off and the daemon loads nothing.
+pub struct DaemonDestination {
+    host: String,
+    reference: Reference,
+    runtime: Runtime,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// `None` once finished or aborted.
+    writer: Option<ArchiveWriter<BufWriter<PipeWriter>>>,
+    /// The load request; `None` once its outcome has been collected.
+    load: Option<JoinHandle<Result<Vec<String>, PluginError>>>,
+    image_added: bool,
+}
+
+/// The parts of a Docker v2s2 manifest the archive needs.
+#[derive(Deserialize)]
+struct ManifestV2 {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+}
+
+impl DaemonDestination {
+    /// Connects to the daemon at `host`, negotiates the API version, and
+    /// starts loading an image to be named `reference`.
+    pub fn open(reference: &DaemonReference, host: &DockerHost) -> Result<Self, PluginError> {
+        let reference = reference.destination_name()?.clone();
+        let shown = host.to_string();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kpod-docker-daemon")
+            .enable_all()
+            .build()
+            .map_err(|e| PluginError::from_io("docker-daemon: starting the I/O runtime", e))?;
+        let docker = host.connect()?;
+        let docker = runtime
+            .block_on(docker.negotiate_version())
+            .map_err(|e| daemon_error(&shown, "negotiating the API version with", &e))?
+            .with_timeout(LOAD_TIMEOUT);
+        let (writer, body) = pipe::pipe();
+        let load = runtime.spawn(load(docker, body, shown.clone()));
+        Ok(DaemonDestination {
+            host: shown,
+            reference,
+            runtime,
+            state: Mutex::new(State {
+                writer: Some(ArchiveWriter::new(BufWriter::with_capacity(
+                    pipe::CHUNK_SIZE,
+                    writer,
+                ))),
+                load: Some(load),
+                image_added: false,
+            }),
+        })
+    }
+
+    /// The name the image is loaded under.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the archive writer. When it fails because the daemon
+    /// ended the request early, the daemon's own error is returned instead.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut ArchiveWriter<BufWriter<PipeWriter>>) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        let mut state = self.lock();
+        let writer = state.writer.as_mut().ok_or_else(|| {
+            PluginError::other("docker-daemon: the push was already committed or aborted")
+        })?;
+        match f(writer) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.daemon_verdict(&mut state).err().unwrap_or(e)),
+        }
+    }
+
+    /// When the load request has already ended, its outcome (an error when
+    /// the daemon refused the upload). `Ok` when it is still running.
+    fn daemon_verdict(&self, state: &mut State) -> Result<(), PluginError> {
+        if !state.load.as_ref().is_some_and(JoinHandle::is_finished) {
+            return Ok(());
+        }
+        let Some(handle) = state.load.take() else {
+            return Ok(());
+        };
+        match self.runtime.block_on(handle) {
+            Ok(Ok(_)) => Err(PluginError::other(format!(
+                "docker-daemon: the Docker daemon at {} ended the image load before the archive was complete",
+                self.host
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(PluginError::other(format!(
+                "docker-daemon: the image load task failed: {e}"
+            ))),
+        }
+    }
+
+    /// Copies `stream` to an unnamed temporary file, returning it rewound
+    /// with the digest and size of its content.
+    fn spool(stream: &mut dyn Read) -> Result<(std::fs::File, Digest, u64), PluginError> {
+        let dir = std::env::temp_dir();
+        let file = tempfile::tempfile_in(&dir).map_err(|e| {
+            PluginError::from_io(
+                format!("docker-daemon: creating a spool file in {}", dir.display()),
+                e,
+            )
+        })?;
+        let mut out = DigestingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        io::copy(stream, &mut out).map_err(|e| {
+            PluginError::from_io(
+                format!("docker-daemon: spooling a layer into {}", dir.display()),
+                e,
+            )
+        })?;
+        let (digest, size) = (out.digest(), out.count());
+        let mut file = out.into_inner().into_inner().map_err(|e| {
+            PluginError::from_io("docker-daemon: writing a spool file", e.into_error())
+        })?;
+        file.rewind()
+            .map_err(|e| PluginError::from_io("docker-daemon: rewinding a spool file", e))?;
+        Ok((file, digest, size))
+    }
+}
+
+/// Sends the archive from `body` to the daemon's image load endpoint and
+/// collects its messages (`Loaded image: ...`).
+async fn load(docker: Docker, body: PipeBody, host: String) -> Result<Vec<String>, PluginError> {
+    let options = ImportImageOptionsBuilder::default().quiet(true).build();
+    let mut replies = docker.import_image_stream(options, body, None);
+    let mut messages = Vec::new();
+    while let Some(reply) = replies.next().await {
+        let reply = reply.map_err(|e| daemon_error(&host, "loading the image into", &e))?;
+        for text in [reply.stream, reply.status].into_iter().flatten() {
+            let text = text.trim();
+            if !text.is_empty() {
+                messages.push(text.to_string());
+            }
+        }
+    }
+    Ok(messages)
+}
+
+/// A bollard error as one line; the daemon's own message verbatim.
+pub(crate) fn daemon_error(host: &str, doing: &str, err: &BollardError) -> PluginError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => PluginError::other(format!(
+            "docker-daemon: {doing} the Docker daemon at {host}: the daemon answered {status_code}: {}",
+            flatten(message)
+        )),
+        BollardError::DockerStreamError { error } => PluginError::other(format!(
+            "docker-daemon: {doing} the Docker daemon at {host}: {}",
+            flatten(error)
+        )),
+        other => PluginError::network(format!(
+            "docker-daemon: {doing} the Docker daemon at {host}: {}",
+            one_line(other)
+        )),
+    }
+}
+
+/// An error and its sources, as one line.
+pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = next {
+        let text = flatten(&e.to_string());
+        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+fn flatten(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Destination for DaemonDestination {
+    fn supported_manifest_types(&self) -> Vec<String> {
+        vec![media_types::DOCKER_V2S2_MANIFEST.to_string()]
+    }
+
+    fn desired_layer_compression(&self) -> LayerCompression {
+        LayerCompression::Decompress
+    }
+
+    fn has_thread_safe_put_blob(&self) -> bool {
+        false
+    }
+
+    fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
+        // Only blobs already in this archive: `docker load` cannot refer to
+        // layers the daemon holds.
+        let state = self.lock();
+        let Some(writer) = &state.writer else {
+            return Ok(None);
+        };
+        let mut wanted = vec![&query.blob];
+        if query.can_substitute {
+            wanted.extend(query.candidates.iter().map(|c| &c.blob));
+        }
+        for blob in wanted {
+            let Ok(digest) = Digest::parse(&blob.digest) else {
+                continue;
+            };
+            if let Some(size) = writer.blob_size(&digest) {
+                return Ok(Some(BlobInfo {
+                    size: size as i64,
+                    ..blob.clone()
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
+        let expected = if info.digest.is_empty() {
+            None
+        } else {
+            Some(Digest::parse(&info.digest)?)
+        };
+        let (digest, size) = if info.is_config {
+            let mut config = Vec::new();
+            stream
+                .take(MAX_CONFIG_SIZE + 1)
+                .read_to_end(&mut config)
+                .map_err(|e| PluginError::from(e).context("docker-daemon: reading the config"))?;
+            if config.len() as u64 > MAX_CONFIG_SIZE {
+                return Err(PluginError::invalid_input(format!(
+                    "docker-daemon: the config is larger than {MAX_CONFIG_SIZE} bytes"
+                )));
+            }
+            check_expected(
+                expected.as_ref(),
+                info,
+                &Digest::of(&config),
+                config.len() as u64,
+            )?;
+            let digest = self.with_writer(|w| w.write_config(&config))?;
+            (digest, config.len() as u64)
+        } else {
+            match (expected, info.size()) {
+                (Some(digest), Some(size)) => {
+                    self.with_writer(|w| w.write_layer(&digest, size, stream))?;
+                    (digest, size)
+                }
+                _ => {
+                    let (mut file, digest, size) = Self::spool(stream)?;
+                    check_expected(None, info, &digest, size)?;
+                    self.with_writer(|w| w.write_layer(&digest, size, &mut file))?;
+                    (digest, size)
+                }
+            }
+        };
+        Ok(BlobInfo {
+            digest: digest.as_str().into(),
+            size: size as i64,
+            compression: CompressionAlgorithm::None,
+            ..info.clone()
+        })
+    }
+
+    fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
+        if media_type != media_types::DOCKER_V2S2_MANIFEST {
+            return Err(PluginError::new(
+                ErrorKind::ManifestRejected,
+                format!(
+                    "docker-daemon: manifest type {media_type:?} is not supported; docker load needs {}",
+                    media_types::DOCKER_V2S2_MANIFEST
+                ),
+            ));
+        }
+        let parsed: ManifestV2 = serde_json::from_slice(manifest).map_err(|e| {
+            PluginError::invalid_input(format!("docker-daemon: parsing the manifest: {e}"))
+        })?;
+        if parsed.schema_version != 2 || parsed.media_type != media_types::DOCKER_V2S2_MANIFEST {
+            return Err(PluginError::new(
+                ErrorKind::ManifestRejected,
+                "docker-daemon: the manifest is not a Docker schema 2 manifest",
+            ));
+        }
+        let config = Digest::parse(&parsed.config.digest)?;
+        let layers = parsed
+            .layers
+            .iter()
+            .map(|l| Digest::parse(&l.digest))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tags = [self.reference.clone()];
+        self.with_writer(|w| w.add_image(&config, &layers, &tags))?;
+        self.lock().image_added = true;
+        Ok(())
+    }
+
+    fn supports_signatures(&self) -> Result<(), PluginError> {
+        Err(PluginError::unsupported(
+            "docker-daemon: the Docker daemon cannot store signatures (use --remove-signatures)",
+        ))
+    }
+
+    fn put_signatures(&self, signatures: &[Vec<u8>]) -> Result<(), PluginError> {
+        if signatures.is_empty() {
+            return Ok(());
+        }
+        self.supports_signatures()
+    }
+
+    fn commit(&mut self) -> Result<(), PluginError> {
+        let mut state = self.lock();
+        if !state.image_added {
+            return Err(PluginError::other(format!(
+                "docker-daemon: {}: commit without a manifest",
+                self.reference
+            )));
+        }
+        let writer = state.writer.take().ok_or_else(|| {
+            PluginError::other("docker-daemon: the push was already committed or aborted")
+        })?;
+        let ended = writer.finish().and_then(|out| {
+            let pipe = out.into_inner().map_err(|e| {
+                PluginError::from(e.into_error()).context("docker-daemon: sending the archive")
+            })?;
+            pipe.finish()
+                .map_err(|e| PluginError::from(e).context("docker-daemon: sending the archive"))
+        });
+        let handle = state
+            .load
+            .take()
+            .ok_or_else(|| PluginError::other("docker-daemon: the image load already ended"))?;
+        let verdict = self.runtime.block_on(handle);
+        let messages = match verdict {
+            Ok(Ok(messages)) => messages,
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(PluginError::other(format!(
+                    "docker-daemon: the image load task failed: {e}"
+                )))
+            }
+        };
+        ended?;
+        if !messages.iter().any(|m| m.starts_with("Loaded image")) {
+            return Err(PluginError::other(format!(
+                "docker-daemon: the Docker daemon at {} did not confirm the load of {}: {:?}",
+                self.host,
+                self.reference,
+                messages.join("; ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DaemonDestination {
+    fn drop(&mut self) {
+        let mut state = self.lock();
+        let Some(writer) = state.writer.take() else {
+            return;
+        };
+        // Dropping the unfinished pipe cuts the request off: the body ends
+        // with an error, never normally, so the daemon sees a truncated
+        // archive (without manifest.json) and loads nothing.
+        drop(writer);
+        if let Some(handle) = state.load.take() {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(ABORT_GRACE, handle).await });
+        }
+    }
+}
+
+/// Checks a blob's actual digest and size against what `info` announced.
+fn check_expected(
+    expected: Option<&Digest>,
+    info: &BlobInfo,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), PluginError> {
+    if let Some(expected) = expected {
+        if expected != digest {
+            return Err(PluginError::integrity(format!(
+                "docker-daemon: blob {expected}: the data has digest {digest}"
+            )));
+        }
+    }
+    match info.size() {
+        Some(want) if want != size => Err(PluginError::integrity(format!(
+            "docker-daemon: blob {digest}: expected {want} bytes, got {size}"
+        ))),
+        _ => Ok(()),
+    }
+}
