@@ -110,6 +110,11 @@ impl Dockerd {
         cmd
     }
 
+    /// The daemon's `--data-root`.
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// A scratch directory that lives as long as the daemon.
     pub fn scratch(&self) -> PathBuf {
         let dir = self.dir.path().join("scratch");
