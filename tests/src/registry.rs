@@ -552,3 +552,148 @@ mod tests {
         );
     }
 }
+
+/// A rule of a [`FaultProxy`]: answer `status` instead of forwarding, to the
+/// first `times` requests whose method is `method` and whose path contains
+/// `path_contains`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The HTTP method to match.
+    pub method: String,
+    /// A substring of the request path to match.
+    pub path_contains: String,
+    /// The status to answer (e.g. 503, 429).
+    pub status: u16,
+    /// How many matching requests get the fault.
+    pub times: usize,
+}
+
+/// An HTTP proxy in front of a plain-HTTP registry that injects error answers
+/// ([`Fault`]s) and forwards everything else. It forces `Connection: close` so
+/// that it sees every request.
+pub struct FaultProxy {
+    port: u16,
+    injected: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `127.0.0.1:<upstream_port>`.
+    pub fn start(upstream_port: u16, faults: Vec<Fault>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let injected = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let faults = Arc::new(Mutex::new(faults));
+        let (injected2, stop2) = (injected.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (faults, injected) = (faults.clone(), injected2.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(conn, upstream_port, &faults, &injected);
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            injected,
+            stop,
+        }
+    }
+
+    /// `127.0.0.1:<port>` of the proxy.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many error answers were injected so far.
+    pub fn injected(&self) -> usize {
+        self.injected.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn proxy_one(
+    client: TcpStream,
+    upstream_port: u16,
+    faults: &Mutex<Vec<Fault>>,
+    injected: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let fault = {
+        let mut faults = faults.lock().unwrap();
+        faults
+            .iter_mut()
+            .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))
+            .map(|f| {
+                f.times -= 1;
+                f.status
+            })
+    };
+    let mut client = client;
+    if let Some(status) = fault {
+        let mut body = vec![0u8; content_length];
+        reader.read_exact(&mut body)?;
+        injected.fetch_add(1, Ordering::SeqCst);
+        let extra = if status == 429 {
+            "Retry-After: 1\r\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "HTTP/1.1 {status} Injected\r\n{extra}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        client.write_all(text.as_bytes())?;
+        return Ok(());
+    }
+    let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    upstream.write_all(request_line.as_bytes())?;
+    upstream.write_all(&head)?;
+    upstream.write_all(b"Connection: close\r\n\r\n")?;
+    // Whatever the client sends next (the body) goes upstream as it comes.
+    let buffered = reader.buffer().to_vec();
+    upstream.write_all(&buffered)?;
+    let mut up_write = upstream.try_clone()?;
+    let mut client_read = reader.into_inner();
+    let pump = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut up_write);
+        let _ = up_write.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut upstream, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = pump.join();
+    Ok(())
+}

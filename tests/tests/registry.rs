@@ -732,3 +732,184 @@ fn registry_killed_mid_push() {
     push(&mut dest, &img).unwrap_or_else(|e| panic!("re-run: {e}"));
     skopeo_copy(&reg, "crash/app", "v1", &["--src-tls-verify=false"]);
 }
+
+/// Upload speed of the transport alone against skopeo: the same gzip'd
+/// layers (3 x 64 MiB, stored uncompressed inside gzip so that setting up is
+/// fast) from an OCI layout with `skopeo copy oci:... docker://...`, and from
+/// files through the plugin's `Destination` in parallel, each into a fresh
+/// repository of the same registry, alternating runs. Prints the medians.
+/// Run with `cargo test -p kpod-tests --test registry -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_upload_against_skopeo() {
+    require_tool("skopeo", "skopeo");
+    let reg = Registry::builder().start();
+    let work = tempfile::tempdir().unwrap();
+    let blobs = work.path().join("layout/blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut layer_files = Vec::new();
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for i in 0..3u64 {
+        let data = noise(64 << 20, i + 1);
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, format!("blob{i}"), &data[..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::none());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let d = Digest::of(&gz);
+        std::fs::write(blobs.join(d.hex()), &gz).unwrap();
+        descriptors.push(serde_json::json!({"mediaType": media_types::OCI_LAYER_GZIP, "digest": d.as_str(), "size": gz.len()}));
+        diff_ids.push(Digest::of(&tar).to_string());
+        layer_files.push((blobs.join(d.hex()), d, gz.len() as u64));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}})).unwrap();
+    std::fs::write(blobs.join(Digest::of(&config).hex()), &config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
+        "config": {"mediaType": media_types::OCI_CONFIG, "digest": Digest::of(&config).as_str(), "size": config.len()},
+        "layers": descriptors,
+    }))
+    .unwrap();
+    std::fs::write(blobs.join(Digest::of(&manifest).hex()), &manifest).unwrap();
+    std::fs::write(
+        work.path().join("layout/oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("layout/index.json"),
+        serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": media_types::OCI_MANIFEST, "digest": Digest::of(&manifest).as_str(), "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}).to_string(),
+    )
+    .unwrap();
+
+    let (mut skopeo_times, mut kpod_times) = (Vec::new(), Vec::new());
+    for run in 0..3 {
+        // skopeo would mount from its previous run's repository: forget that.
+        for dir in [
+            "/var/lib/containers/cache",
+            &format!(
+                "{}/.local/share/containers/cache",
+                std::env::var("HOME").unwrap_or_default()
+            ),
+        ] {
+            for name in ["blob-info-cache-v1.boltdb", "blob-info-cache-v1.sqlite"] {
+                let _ = std::fs::remove_file(Path::new(dir).join(name));
+            }
+        }
+        let t = std::time::Instant::now();
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "-q", "--dest-tls-verify=false"])
+                .arg(format!(
+                    "oci:{}:bench",
+                    work.path().join("layout").display()
+                ))
+                .arg(reg.reference(&format!("skopeo{run}/app"), "1")),
+        );
+        skopeo_times.push(t.elapsed().as_secs_f64());
+
+        let t = std::time::Instant::now();
+        let mut dest = open(&reg, &format!("kpod{run}/app"), "1", &options_insecure());
+        std::thread::scope(|s| {
+            let dest = &dest;
+            let handles: Vec<_> = layer_files
+                .iter()
+                .map(|(path, d, size)| {
+                    s.spawn(move || {
+                        let mut file = std::fs::File::open(path).unwrap();
+                        let info = BlobInfo {
+                            digest: "".into(),
+                            size: -1,
+                            ..BlobInfo::known(d.as_str(), *size)
+                        };
+                        let got = dest.put_blob(&mut file, &info).unwrap();
+                        assert_eq!(got.digest.as_str(), d.as_str());
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        dest.put_blob(
+            &mut &config[..],
+            &BlobInfo::known(Digest::of(&config).as_str(), config.len() as u64),
+        )
+        .unwrap();
+        dest.put_manifest(&manifest, media_types::OCI_MANIFEST)
+            .unwrap();
+        dest.commit().unwrap();
+        kpod_times.push(t.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (s, k) = (median(&mut skopeo_times), median(&mut kpod_times));
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("upload of 3 x 64 MiB layers: skopeo {s:.2} s, kpod docker plugin {k:.2} s, ratio {:.2}; test process {hwm}", k / s);
+}
+
+#[test]
+fn transient_errors_are_retried() {
+    use kpod_tests::registry::{Fault, FaultProxy};
+    let reg = Registry::builder().start();
+    let port: u16 = reg.host().rsplit(':').next().unwrap().parse().unwrap();
+    let fault = |method: &str, path: &str, status: u16, times: usize| Fault {
+        method: method.into(),
+        path_contains: path.into(),
+        status,
+        times,
+    };
+    let proxy = FaultProxy::start(
+        port,
+        vec![
+            fault("HEAD", "/blobs/", 502, 1),
+            fault("POST", "/blobs/uploads/", 429, 1),
+            fault("PUT", "/manifests/", 503, 2),
+        ],
+    );
+    let img = make_image("retry", 20_000);
+    let reference = Reference::parse(&format!("{}/flaky/app:v1", proxy.host())).unwrap();
+    let options = PushOptions {
+        retry: 3,
+        ..options_insecure()
+    };
+    let mut dest =
+        DockerDestination::open_with_env(&reference, &options, &Environment::empty()).unwrap();
+    push(&mut dest, &img).unwrap_or_else(|e| panic!("push through faults: {e}"));
+    assert_eq!(proxy.injected(), 4);
+    skopeo_inspect(&reg, "flaky/app", "v1", &img, &["--tls-verify=false"]);
+
+    // More failures than retries: a clear error with the status.
+    let proxy = FaultProxy::start(port, vec![fault("PUT", "/manifests/", 503, 10)]);
+    let reference = Reference::parse(&format!("{}/flaky/app:v2", proxy.host())).unwrap();
+    let options = PushOptions {
+        retry: 1,
+        ..options_insecure()
+    };
+    let mut dest =
+        DockerDestination::open_with_env(&reference, &options, &Environment::empty()).unwrap();
+    let e = push(&mut dest, &img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Network, "{e}");
+    assert!(e.message.contains("HTTP 503"), "{e}");
+    one_line(&e);
+    assert_eq!(
+        proxy.injected(),
+        3,
+        "one try and two retries of the manifest"
+    );
+}

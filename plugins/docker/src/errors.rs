@@ -45,7 +45,7 @@ impl RegistryError {
                 .map(str::trim)
                 .find(|l| !l.is_empty())
                 .unwrap_or("");
-            if first.is_empty() || first.starts_with('<') {
+            if first.is_empty() || first.starts_with('<') || first.starts_with('{') {
                 status.canonical_reason().unwrap_or("no reason").to_string()
             } else {
                 first.chars().take(200).collect()
