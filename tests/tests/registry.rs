@@ -641,8 +641,9 @@ fn token_auth() {
         &["--src-tls-verify=false", "--src-creds=bob:t0ken-pass"],
     );
 
-    // Mounting from another repository asks for pull on it as well.
-    let location = format!("{}/tok/app", reg.host());
+    // Mounting from another repository asks for pull on it as well. The
+    // location is in the form kpod's blob-info cache records.
+    let location = format!("docker://{}/tok/app:v1", reg.host());
     let before = reg.requests().len();
     let mut dest = open(&reg, "tok/other", "v1", &options);
     push_with(&mut dest, &img, Some(&location)).unwrap();

@@ -68,9 +68,9 @@ impl DockerDestination {
         &self.reference
     }
 
-    /// The blob location kpod records in its blob-info cache for blobs stored
-    /// here, and matches against [`ReuseCandidate::location`]:
-    /// `<domain>/<path>`, e.g. `registry.example:5000/team/app`.
+    /// This repository as a blob location, `<domain>/<path>` (e.g.
+    /// `registry.example:5000/team/app`). [`ReuseCandidate::location`] may be
+    /// in this form or `docker://<domain>/<path>[:tag]`.
     pub fn location(&self) -> String {
         self.reference.name()
     }
@@ -80,11 +80,15 @@ impl DockerDestination {
     }
 
     /// The repository of a candidate's location when it is another repository on
-    /// this registry.
-    fn mount_source<'a>(&self, candidate: &'a ReuseCandidate) -> Option<&'a str> {
-        let (domain, path) = candidate.location.as_str().split_once('/')?;
-        (domain == self.reference.domain() && path != self.repo() && !path.is_empty())
-            .then_some(path)
+    /// this registry. Locations are `docker://host/path[:tag]` (what kpod's
+    /// blob-info cache records as `transport:reference`) or `host/path`.
+    fn mount_source(&self, candidate: &ReuseCandidate) -> Option<String> {
+        let text = candidate.location.as_str();
+        let text = text.strip_prefix("docker:").unwrap_or(text);
+        let text = text.strip_prefix("//").unwrap_or(text);
+        let other = Reference::parse_name_only_ok(text).ok()?;
+        (other.domain() == self.reference.domain() && other.path() != self.repo())
+            .then(|| other.path().to_string())
     }
 
     fn reused(candidate: &BlobInfo, size: u64) -> BlobInfo {
@@ -160,8 +164,11 @@ impl Destination for DockerDestination {
                 && (query.can_substitute || c.blob.digest == query.blob.digest)
         };
         // Candidates already in this repository (or of unknown place) first.
+        let mut checked = std::collections::HashSet::new();
         for candidate in query.candidates.iter().filter(usable) {
-            if self.mount_source(candidate).is_some() || candidate.blob.digest == query.blob.digest
+            if self.mount_source(candidate).is_some()
+                || candidate.blob.digest == query.blob.digest
+                || !checked.insert(candidate.blob.digest.as_str())
             {
                 continue;
             }
@@ -176,7 +183,7 @@ impl Destination for DockerDestination {
                 continue;
             };
             let digest = Digest::parse(candidate.blob.digest.as_str())?;
-            if self.client.mount_blob(self.repo(), from, &digest)? {
+            if self.client.mount_blob(self.repo(), &from, &digest)? {
                 let size = self.client.blob_exists(self.repo(), &digest)?.unwrap_or(0);
                 return Ok(Some(Self::reused(&candidate.blob, size)));
             }
