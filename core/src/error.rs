@@ -26,7 +26,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A plugin reported an error.
-    #[error("{0}")]
+    #[error(transparent)]
     Plugin(#[from] PluginError),
     /// Anything else.
     #[error("{0}")]

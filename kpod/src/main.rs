@@ -2,13 +2,17 @@
 
 mod cli;
 mod destination;
+mod images;
 mod options;
 mod plugins_cmd;
+mod policy;
+mod progress;
 mod push;
 
 use clap::Parser;
 use cli::{Cli, Command, LogLevel};
 use kpod_core::plugin_host::{search_dirs, PluginSet};
+use kpod_core::storage::{Store, StoreOptions};
 use std::process::ExitCode;
 
 /// Exit code of a failed command (podman's).
@@ -60,11 +64,34 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             plugins_cmd::run(&load_plugins(cli, false));
             Ok(())
         }
-        Command::Push(args) => push::run(&load_plugins(cli, true), args),
-        Command::Images(_) => {
-            anyhow::bail!("kpod images: local storage support is not part of this build yet")
-        }
+        Command::Push(args) => push::run(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Images(args) => images::run(&Store::open(&store_options(cli))?, args),
     }
+}
+
+fn store_options(cli: &Cli) -> StoreOptions {
+    StoreOptions {
+        graph_root: cli.root.clone(),
+        run_root: cli.runroot.clone(),
+        driver: cli.storage_driver.clone(),
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// line already holds (wrapped errors often repeat their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string().replace('\n', " ");
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn main() -> ExitCode {
@@ -73,8 +100,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let text = format!("{err:#}").replace('\n', " ");
-            eprintln!("Error: {text}");
+            eprintln!("Error: {}", one_line(&err));
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -1,24 +1,91 @@
 //! `kpod push`.
 
-use crate::cli::PushArgs;
-use crate::{destination, options};
+use crate::cli::{CompressionFormat, ManifestFormat, PushArgs};
+use crate::progress::Display;
+use crate::{destination, options, policy};
 use anyhow::{bail, Context, Result};
+use kpod_core::blobinfo::BlobInfoCache;
+use kpod_core::compress::CompressionFormat as CoreCompression;
+use kpod_core::copy::{copy_image, CopyOptions};
+use kpod_core::manifest::ManifestFormat as CoreFormat;
 use kpod_core::plugin_host::PluginSet;
+use kpod_core::storage::{Store, StoreOptions};
+use kpod_plugin_sdk::ErrorKind;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs `kpod push`.
-pub fn run(plugins: &PluginSet, args: &PushArgs) -> Result<()> {
+pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> Result<()> {
+    if args.compression_format.is_some() && args.disable_compression {
+        bail!("--compression-format and --disable-compression cannot be used together");
+    }
+    if args.sign_by.is_some() {
+        bail!("--sign-by: signing is not supported by this build of kpod yet");
+    }
+    // The destination is checked before local storage is touched.
     let (dest, plugin) = destination::resolve(plugins, args.destination.as_deref(), &args.image)?;
     let reference = plugin
         .handle
         .parse_reference(&dest.transport, &dest.details)
         .with_context(|| format!("invalid destination {dest}"))?;
-    let _opts = options::push_options(args)?;
-    if args.compression_format.is_some() && args.disable_compression {
-        bail!("--compression-format and --disable-compression contradict each other");
+    let push_opts = options::push_options(args)?;
+
+    let store = Store::open(store_opts)?;
+    let image = store.resolve_image(&args.image)?;
+    policy::check(args.signature_policy.as_deref(), &image.describe())?;
+    let source = store.stored_image(&image);
+
+    let cache = Arc::new(BlobInfoCache::open_default());
+    let copy_opts = CopyOptions {
+        compression: args.compression_format.map(|f| match f {
+            CompressionFormat::Gzip => CoreCompression::Gzip,
+            CompressionFormat::Zstd => CoreCompression::Zstd,
+        }),
+        compression_level: args.compression_level,
+        disable_compression: args.disable_compression,
+        force_format: args.format.map(|f| match f {
+            ManifestFormat::Oci => CoreFormat::Oci,
+            ManifestFormat::V2s2 => CoreFormat::V2s2,
+        }),
+        remove_signatures: args.remove_signatures,
+        jobs: args.jobs.unwrap_or(0) as usize,
+        blob_info_cache: Some(cache.clone()),
+        destination_scope: format!("{}:{reference}", dest.transport),
+        ..CopyOptions::default()
+    };
+    let display = Display::new(args.quiet);
+
+    let mut attempt = 0;
+    let report = loop {
+        let result = plugin
+            .handle
+            .open_destination(&dest.transport, &reference, &push_opts)
+            .map_err(kpod_core::Error::from)
+            .and_then(|mut handle| copy_image(&source, &mut handle, &copy_opts, &display));
+        match result {
+            Ok(report) => break report,
+            Err(err) if err.kind() == ErrorKind::Network && attempt < args.retry => {
+                attempt += 1;
+                let delay = Duration::from_secs(1 << attempt.min(5));
+                log::warn!(
+                    "push failed: {err}; retrying in {}s ({attempt}/{})",
+                    delay.as_secs(),
+                    args.retry
+                );
+                std::thread::sleep(delay);
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err))
+                    .with_context(|| format!("pushing {} to {dest}", args.image))
+            }
+        }
+    };
+    if let Err(err) = cache.save() {
+        log::warn!("could not save the blob-info cache: {err}");
     }
-    bail!(
-        "cannot push {} to {}:{reference}: the copy pipeline is not part of this build yet",
-        args.image,
-        dest.transport
-    )
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, &report.manifest_digest)
+            .with_context(|| format!("writing --digestfile {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -17,8 +17,8 @@ pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Blobs (the manifest among them) go straight to `blobs/sha256/` through a
 /// temporary file and a rename; [`Destination::commit`] merges the manifest
 /// into `index.json` and replaces that file atomically. Dropped without a
-/// commit, it leaves `index.json` as it was; when the push created the layout
-/// directory itself, the directory is removed again.
+/// commit, it leaves the layout as it was: `index.json` untouched, the blobs this
+/// push added removed again, and the directory removed when the push created it.
 pub struct OciDestination {
     root: PathBuf,
     tag: Option<String>,
@@ -26,6 +26,8 @@ pub struct OciDestination {
     created_root: bool,
     committed: bool,
     manifest: Mutex<Option<NewManifest>>,
+    /// Blob files this push created (not those it found already there).
+    new_blobs: Mutex<Vec<PathBuf>>,
 }
 
 impl OciDestination {
@@ -53,6 +55,7 @@ impl OciDestination {
             created_root,
             committed: false,
             manifest: Mutex::new(None),
+            new_blobs: Mutex::new(Vec::new()),
         };
         let blobs = dest.blob_dir();
         fs::create_dir_all(&blobs).map_err(|e| io_error("creating directory", &blobs, e))?;
@@ -109,15 +112,33 @@ impl OciDestination {
             .into_inner()
             .into_inner()
             .map_err(|e| io_error("writing into", &self.root, e.into_error()))?;
-        persist(tmp, &self.blob_path(&digest))?;
+        let path = self.blob_path(&digest);
+        if path.exists() {
+            // Same digest, same content: keep the file the layout already had.
+            drop(tmp);
+        } else {
+            persist(tmp, &path)?;
+            self.new_blobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(path);
+        }
         Ok((digest, size))
     }
 }
 
 impl Drop for OciDestination {
     fn drop(&mut self) {
-        if !self.committed && self.created_root {
+        if self.committed {
+            return;
+        }
+        if self.created_root {
             let _ = fs::remove_dir_all(&self.root);
+        } else {
+            let blobs = std::mem::take(self.new_blobs.get_mut().unwrap_or_else(|p| p.into_inner()));
+            for blob in blobs {
+                let _ = fs::remove_file(blob);
+            }
         }
     }
 }
