@@ -9,7 +9,7 @@ use kpod_core::manifest::ManifestFormat;
 use kpod_core::plugin_host::PluginSet;
 use kpod_core::{compress::CompressionFormat, Error};
 use kpod_plugin_sdk::{media_types, PushOptions};
-use kpod_tests::fixtures::{load_into_store, tricky_oci_layout, OciLayout, Store};
+use kpod_tests::fixtures::{load_into_store, pseudo_random, tricky_oci_layout, OciLayout, Store};
 use kpod_tests::{dist_plugin_dir, require_tool, run_ok, stdout_of};
 use serde_json::Value;
 use std::path::Path;
@@ -136,7 +136,29 @@ fn storage_image_through_each_plugin() {
         assert_eq!(diff_ids, layout.diff_ids, "{tag}");
         assert_eq!(report.config_digest, layout.config_digest);
         verify_by_copy(&reference, scratch.path());
+        // Loading into a fresh store decompresses every layer and checks it
+        // against the config's diff IDs.
+        let fresh = Store::new("vfs");
+        run_ok(
+            fresh
+                .skopeo(["--insecure-policy", "copy", "-q"])
+                .arg(&reference)
+                .arg(fresh.reference(&format!("localhost/back-{tag}:1"))),
+        );
     }
+    // umoci reads the (multi-member) gzip layers and applies them.
+    require_tool("umoci", "umoci");
+    let bundle = scratch.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:gz", oci.display()))
+            .arg(&bundle),
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/data/random.bin")).unwrap(),
+        pseudo_random(1, 1_500_000)
+    );
     let index: Value =
         serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
