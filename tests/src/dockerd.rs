@@ -21,12 +21,34 @@ pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
     socket: PathBuf,
+    tls: Option<TlsEndpoint>,
+}
+
+/// The TLS listener of a daemon started with [`Dockerd::start_tls`].
+#[derive(Debug, Clone)]
+pub struct TlsEndpoint {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    /// A directory with `ca.pem`, `cert.pem` and `key.pem` for a client the
+    /// daemon accepts (what `DOCKER_CERT_PATH` points at).
+    pub client_cert_path: PathBuf,
 }
 
 impl Dockerd {
     /// Starts dockerd and waits until its socket answers `/_ping`. Panics
     /// (naming the package to install) when dockerd or docker is missing.
     pub fn start() -> Dockerd {
+        Self::start_with(false)
+    }
+
+    /// Like [`Dockerd::start`], and also listening on a loopback TCP port
+    /// with `--tlsverify`: server and client certificates from a throw-away
+    /// CA (see [`Dockerd::tls`]).
+    pub fn start_tls() -> Dockerd {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Dockerd {
         require_tool("dockerd", "docker.io");
         require_tool("docker", "docker.io");
         require_tool("containerd", "containerd");
@@ -38,7 +60,22 @@ impl Dockerd {
         let driver =
             std::env::var("KPOD_TEST_DOCKERD_DRIVER").unwrap_or_else(|_| "vfs".to_string());
         let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("dockerd log");
-        let child = Command::new("dockerd")
+        let mut cmd = Command::new("dockerd");
+        let tls = tls.then(|| {
+            let endpoint = make_certificates(dir.path());
+            let server = dir.path().join("server");
+            cmd.arg("-H")
+                .arg(format!("tcp://{}", endpoint.address))
+                .arg("--tlsverify")
+                .arg("--tlscacert")
+                .arg(server.join("ca.pem"))
+                .arg("--tlscert")
+                .arg(server.join("cert.pem"))
+                .arg("--tlskey")
+                .arg(server.join("key.pem"));
+            endpoint
+        });
+        let child = cmd
             .arg("--data-root")
             .arg(dir.path().join("data"))
             .arg("--exec-root")
@@ -59,6 +96,7 @@ impl Dockerd {
             dir,
             child: Some(child),
             socket,
+            tls,
         };
         dockerd.wait_ready();
         dockerd
@@ -97,6 +135,11 @@ impl Dockerd {
     /// `unix://SOCKET`, a `DOCKER_HOST` value.
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket.display())
+    }
+
+    /// The TLS endpoint, for a daemon started with [`Dockerd::start_tls`].
+    pub fn tls(&self) -> Option<&TlsEndpoint> {
+        self.tls.as_ref()
     }
 
     /// A `docker` client command for this daemon (with its own empty config).
@@ -152,6 +195,66 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Writes a CA, a server certificate for 127.0.0.1 (`<dir>/server`) and a
+/// client certificate (`<dir>/client`), and picks a free port.
+fn make_certificates(dir: &Path) -> TlsEndpoint {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kpod dockerd test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, usage: rcgen::ExtendedKeyUsagePurpose, cn: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let write = |sub: &str, (cert, key): (String, String)| {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(d.join("cert.pem"), cert).unwrap();
+        std::fs::write(d.join("key.pem"), key).unwrap();
+        d
+    };
+    write(
+        "server",
+        leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            "kpod dockerd",
+        ),
+    );
+    let client_cert_path = write(
+        "client",
+        leaf(
+            Vec::new(),
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            "kpod client",
+        ),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    TlsEndpoint {
+        address: format!("127.0.0.1:{port}"),
+        client_cert_path,
     }
 }
 

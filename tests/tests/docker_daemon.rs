@@ -290,7 +290,10 @@ fn a_push_dropped_before_commit_loads_nothing() {
     assert_eq!(image_count(&dockerd), 1);
     // (The leftover check looks where a load does store its layers.)
     let layers = dockerd.data_root().join("image/vfs/layerdb/sha256");
-    assert_eq!(std::fs::read_dir(layers).unwrap().count(), image.layers.len());
+    assert_eq!(
+        std::fs::read_dir(layers).unwrap().count(),
+        image.layers.len()
+    );
 }
 
 #[test]
@@ -353,6 +356,37 @@ fn a_stopped_daemon_or_a_wrong_socket_is_a_one_line_error() {
         .expect("a closed port");
     assert_one_line(&err);
     assert!(err.message.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn push_over_tcp_with_tls() {
+    let dockerd = Dockerd::start_tls();
+    let tls = dockerd.tls().unwrap().clone();
+    let host = format!("tcp://{}", tls.address);
+    let image = small_image();
+    let docker_host = DockerHost::parse(&host, Some(&tls.client_cert_path)).unwrap();
+    let reference = DaemonReference::parse("kpod-test/tls:v1").unwrap();
+    let mut dest = DaemonDestination::open(&reference, &docker_host).unwrap();
+    push(&mut dest, &image).unwrap();
+    let inspected = inspect(&dockerd, "kpod-test/tls:v1");
+    let layers: Vec<String> =
+        serde_json::from_value(inspected["RootFS"]["Layers"].clone()).unwrap();
+    assert_eq!(layers, image.diff_ids);
+
+    // Plain HTTP to the TLS port: the daemon's refusal, in one line.
+    let err = open(&host, "kpod-test/tls:v2").err().expect("plain HTTP");
+    assert_one_line(&err);
+    assert!(err.message.contains(&tls.address), "{err}");
+    eprintln!("plain HTTP to a TLS daemon: {err}");
+
+    // TLS without the client certificate's directory.
+    let nowhere = dockerd.scratch().join("no-certs");
+    let docker_host = DockerHost::parse(&host, Some(&nowhere)).unwrap();
+    let err = DaemonDestination::open(&reference, &docker_host)
+        .err()
+        .expect("missing certificates");
+    assert_one_line(&err);
+    assert!(err.message.contains("ca.pem"), "{err}");
 }
 
 #[test]
