@@ -914,3 +914,148 @@ fn transient_errors_are_retried() {
         "one try and two retries of the manifest"
     );
 }
+
+/// `kpod push` end to end: an image that skopeo wrote into a containers/storage
+/// store, pushed by the built kpod (and its docker plugin) to the registry.
+mod end_to_end {
+    use super::*;
+    use kpod_tests::fixtures::{load_into_store, tricky_oci_layout, Store};
+    use kpod_tests::{kpod, stderr_of};
+    use std::process::Output;
+
+    struct Fixture {
+        store: Store,
+        layout: kpod_tests::fixtures::OciLayout,
+        tmp: tempfile::TempDir,
+    }
+
+    fn fixture(name: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = tricky_oci_layout(&tmp.path().join("src"));
+        let store = Store::new_vfs();
+        load_into_store(&store, &layout, name);
+        // An empty auth file keeps the user's own credentials out of the test.
+        std::fs::write(tmp.path().join("no-auth.json"), "{}").unwrap();
+        Fixture { store, layout, tmp }
+    }
+
+    impl Fixture {
+        fn push(&self, args: &[&str]) -> Output {
+            kpod()
+                .env("KPOD_CACHE_DIR", self.tmp.path().join("cache"))
+                .env("CONTAINERS_STORAGE_CONF", &self.store.conf)
+                .env("REGISTRY_AUTH_FILE", self.tmp.path().join("no-auth.json"))
+                .arg("--root")
+                .arg(&self.store.root)
+                .arg("--runroot")
+                .arg(&self.store.runroot)
+                .args(["--storage-driver", &self.store.driver, "push"])
+                .args(args)
+                .output()
+                .expect("running kpod")
+        }
+
+        fn push_ok(&self, args: &[&str]) -> Output {
+            let out = self.push(args);
+            assert!(
+                out.status.success(),
+                "kpod push {args:?} failed ({}): {}",
+                out.status,
+                stderr_of(&out)
+            );
+            out
+        }
+    }
+
+    /// skopeo's view of the pushed image: its layer diff IDs must be the
+    /// local image's, and `skopeo copy` (verifying every digest) must work.
+    fn check_pushed(reg: &Registry, repo: &str, tag: &str, fx: &Fixture, extra: &[&str]) {
+        require_tool("skopeo", "skopeo");
+        let mut args = vec!["inspect", "--config"];
+        args.extend_from_slice(extra);
+        let out = run_ok(
+            Command::new("skopeo")
+                .args(&args)
+                .arg(reg.reference(repo, tag)),
+        );
+        let config: serde_json::Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(diff_ids, fx.layout.diff_ids);
+        let src_extra: Vec<String> = extra
+            .iter()
+            .map(|a| a.replacen("--", "--src-", 1))
+            .collect();
+        let src_extra: Vec<&str> = src_extra.iter().map(String::as_str).collect();
+        skopeo_copy(reg, repo, tag, &src_extra);
+    }
+
+    #[test]
+    fn kpod_push_to_registry() {
+        let reg = Registry::builder().start();
+        let fx = fixture("localhost/tricky:1");
+        let dest = reg.reference("e2e/tricky", "1");
+        fx.push_ok(&["--tls-verify=false", "localhost/tricky:1", &dest]);
+        check_pushed(&reg, "e2e/tricky", "1", &fx, &["--tls-verify=false"]);
+
+        // Again: no layer is uploaded (only the config).
+        let before = reg.requests().len();
+        fx.push_ok(&["-q", "--tls-verify=false", "localhost/tricky:1", &dest]);
+        let lines = reg.requests_settled()[before..].to_vec();
+        assert!(uploads(&lines, "e2e/tricky") <= 1, "{lines:?}");
+
+        // Another repository on the same registry: mounted, not uploaded.
+        let before = reg.requests().len();
+        let other = reg.reference("e2e/mounted", "1");
+        fx.push_ok(&["-q", "--tls-verify=false", "localhost/tricky:1", &other]);
+        let lines = reg.requests_settled()[before..].to_vec();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.path.contains("mount=") && l.status == 201),
+            "{lines:?}"
+        );
+        assert!(uploads(&lines, "e2e/mounted") <= 1, "{lines:?}");
+        check_pushed(&reg, "e2e/mounted", "1", &fx, &["--tls-verify=false"]);
+
+        // Plain HTTP without --tls-verify=false fails with one line and exit 125.
+        let out = fx.push(&["localhost/tricky:1", &reg.reference("e2e/tricky", "2")]);
+        assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
+        assert_eq!(
+            stderr_of(&out)
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("Error:"))
+                .count(),
+            1,
+            "{}",
+            stderr_of(&out)
+        );
+    }
+
+    #[test]
+    fn kpod_push_default_destination_and_auth() {
+        let reg = Registry::builder().htpasswd("carol", "pa55word").start();
+        let name = format!("{}/team/app:1", reg.host());
+        let fx = fixture(&name);
+        // No destination: docker://<image name>.
+        fx.push_ok(&["--tls-verify=false", "--creds", "carol:pa55word", &name]);
+        check_pushed(
+            &reg,
+            "team/app",
+            "1",
+            &fx,
+            &["--tls-verify=false", "--creds=carol:pa55word"],
+        );
+
+        let out = fx.push(&["--tls-verify=false", "--creds", "carol:Wr0ngPa55", &name]);
+        assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(err.contains("unauthorized"), "{err}");
+        assert!(!err.contains("Wr0ngPa55"), "the password leaked: {err}");
+    }
+}
