@@ -565,3 +565,31 @@ impl GpgKey {
         }
     }
 }
+
+/// Loads `layout` into `store` with podman (`podman pull oci:DIR:TAG`), then
+/// names it `name` only; returns the image ID podman reports.
+pub fn load_with_podman(store: &Store, layout: &OciLayout, name: &str) -> String {
+    // podman names the pulled image after the layout's path, which must be a
+    // valid (lower-case) repository name: pull through a lower-case symlink.
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let link = std::env::temp_dir().join(format!("kpod-podman-load-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&layout.dir, &link).unwrap();
+    let out = store
+        .podman(["pull", "-q"])
+        .arg(format!("oci:{}:{}", link.display(), layout.tag))
+        .output();
+    let _ = std::fs::remove_file(&link);
+    let out = out.expect("running podman pull");
+    assert!(
+        out.status.success(),
+        "podman pull of {} failed: {}",
+        layout.dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    run_ok(&mut store.podman(["untag", &id]));
+    run_ok(&mut store.podman(["tag", &id, name]));
+    id
+}

@@ -31,15 +31,30 @@ fn digest_layer(src: &dyn SourceImage, index: usize) -> Result<(String, u64), st
 }
 
 fn tricky_in(driver: &str) -> (tempfile::TempDir, OciLayout, Store) {
+    tricky_written_by(driver, Writer::Skopeo)
+}
+
+/// Which peer writes the fixture store.
+#[derive(Clone, Copy)]
+enum Writer {
+    Skopeo,
+    Podman,
+}
+
+fn tricky_written_by(driver: &str, writer: Writer) -> (tempfile::TempDir, OciLayout, Store) {
     let dir = tempfile::tempdir().unwrap();
     let layout = tricky_oci_layout(&dir.path().join("oci"));
     let store = Store::new(driver);
-    load_into_store(&store, &layout, "localhost/tricky:1");
+    let id = match writer {
+        Writer::Skopeo => load_into_store(&store, &layout, "localhost/tricky:1"),
+        Writer::Podman => fixtures::load_with_podman(&store, &layout, "localhost/tricky:1"),
+    };
+    assert_eq!(id, layout.image_id());
     (dir, layout, store)
 }
 
-fn check_byte_exact(driver: &str) {
-    let (_dir, layout, fx) = tricky_in(driver);
+fn check_byte_exact(driver: &str, writer: Writer) {
+    let (_dir, layout, fx) = tricky_written_by(driver, writer);
     // A second image that shares the tricky image's first layers, written by podman.
     run_ok(&mut fx.podman(["tag", "localhost/tricky:1", "quay.io/team/tricky:2"]));
     let store = fx.open();
@@ -97,13 +112,23 @@ fn check_byte_exact(driver: &str) {
 }
 
 #[test]
-fn vfs_layers_reassemble_byte_exact() {
-    check_byte_exact("vfs");
+fn vfs_layers_by_skopeo_reassemble_byte_exact() {
+    check_byte_exact("vfs", Writer::Skopeo);
 }
 
 #[test]
-fn overlay_layers_reassemble_byte_exact() {
-    check_byte_exact("overlay");
+fn overlay_layers_by_skopeo_reassemble_byte_exact() {
+    check_byte_exact("overlay", Writer::Skopeo);
+}
+
+#[test]
+fn vfs_layers_by_podman_reassemble_byte_exact() {
+    check_byte_exact("vfs", Writer::Podman);
+}
+
+#[test]
+fn overlay_layers_by_podman_reassemble_byte_exact() {
+    check_byte_exact("overlay", Writer::Podman);
 }
 
 #[test]
@@ -502,4 +527,58 @@ fn thread_cpu_ns() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+#[test]
+fn reader_waits_for_a_writer_holding_the_images_lock() {
+    kpod_tests::require_tool("python3", "python3");
+    let (_dir, layout, fx) = tricky_in("vfs");
+    let images_dir = fx.root.join("vfs-images");
+    let json = std::fs::read_to_string(images_dir.join("images.json")).unwrap();
+    let renamed = json.replace("localhost/tricky:1", "localhost/renamed:9");
+    assert_ne!(json, renamed);
+    // A writer that, under an fcntl write lock on images.lock, rewrites
+    // images.json in place in two halves with a pause between them: a reader
+    // that ignored the lock would see half a JSON document.
+    let script = r#"
+import fcntl, sys, time
+lock = open(sys.argv[1], "r+")
+fcntl.lockf(lock, fcntl.LOCK_EX)
+data = open(sys.argv[3]).read()
+with open(sys.argv[2], "r+") as f:
+    f.truncate(0)
+    f.write(data[: len(data) // 2])
+    f.flush()
+    print("locked", flush=True)
+    time.sleep(1.5)
+    f.write(data[len(data) // 2 :])
+    f.flush()
+fcntl.lockf(lock, fcntl.LOCK_UN)
+"#;
+    let new_json = fx.tmp.path().join("new-images.json");
+    std::fs::write(&new_json, &renamed).unwrap();
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(images_dir.join("images.lock"))
+        .arg(images_dir.join("images.json"))
+        .arg(&new_json)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let store = fx.open();
+    let images = store
+        .images()
+        .expect("reading while a writer holds the lock");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].id, layout.image_id());
+    assert_eq!(images[0].names, vec!["localhost/renamed:9".to_string()]);
 }

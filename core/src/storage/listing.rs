@@ -83,11 +83,15 @@ pub fn image_rows(store: &Store) -> Result<Vec<ImageRow>> {
 }
 
 /// The `kpod images` table: `REPOSITORY TAG IMAGE ID CREATED SIZE`, columns
-/// padded like podman's.
+/// padded as podman pads them.
 pub fn images_table(rows: &[ImageRow]) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    images_table_at(rows, now)
+}
+
+fn images_table_at(rows: &[ImageRow], now: i64) -> String {
     let mut cells = vec![[
         "REPOSITORY".to_string(),
         "TAG".into(),
@@ -104,10 +108,11 @@ pub fn images_table(rows: &[ImageRow]) -> String {
             r.size_human(),
         ]);
     }
+    // podman prints through a tabwriter with minimum cell width 12 and padding 2.
     let mut widths = [0usize; 5];
     for c in &cells {
         for (w, s) in widths.iter_mut().zip(c.iter()) {
-            *w = (*w).max(s.chars().count());
+            *w = (*w).max(s.chars().count() + 2).max(12);
         }
     }
     let mut out = String::new();
@@ -117,10 +122,10 @@ pub fn images_table(rows: &[ImageRow]) -> String {
             if i + 1 == c.len() {
                 line.push_str(s);
             } else {
-                line.push_str(&format!("{s:<w$}  ", w = widths[i]));
+                line.push_str(&format!("{s:<w$}", w = widths[i]));
             }
         }
-        out.push_str(line.trim_end());
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -284,6 +289,27 @@ mod tests {
         assert_eq!(human_size(1_000_000), "1 MB");
         assert_eq!(human_size(12_500), "12.5 kB");
         assert_eq!(human_size(5_580_000_000), "5.58 GB");
+    }
+
+    #[test]
+    fn table_like_podman() {
+        let row = ImageRow {
+            repository: "localhost/tmp/st-exp/oci".into(),
+            tag: "latest".into(),
+            id: "eb0f30bcd3e8".into(),
+            full_id: "eb0f30bcd3e8".into(),
+            created: None,
+            created_unix: Some(0),
+            size: 8_335_360,
+        };
+        let now = 9 * 365 * 86_400 + 100;
+        let table = images_table_at(&[row], now);
+        // As printed by podman 4.3 for the same image.
+        assert_eq!(
+            table,
+            "REPOSITORY                TAG         IMAGE ID      CREATED      SIZE\n\
+             localhost/tmp/st-exp/oci  latest      eb0f30bcd3e8  9 years ago  8.34 MB\n"
+        );
     }
 
     #[test]
