@@ -282,3 +282,105 @@ pub fn layer_tree(root: &Path, driver: &str, id: &str) -> PathBuf {
         _ => root.join(driver).join(id).join("diff"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use std::io::Write;
+
+    /// A one-file tar and its tar-split, written by hand.
+    fn one_file_layer(dir: &Path, content: &[u8]) -> (PathBuf, String, u64) {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/file.txt", content).unwrap();
+        let tar = b.into_inner().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let header = &tar[..512];
+        let rest = &tar[512 + content.len()..];
+        let crc = CRC64.checksum(content).to_be_bytes();
+        let lines = format!(
+            "{{\"type\":2,\"payload\":\"{}\",\"position\":0}}\n\
+             {{\"type\":1,\"name\":\"etc/file.txt\",\"size\":{},\"payload\":\"{}\",\"position\":1}}\n\
+             {{\"type\":2,\"payload\":\"{}\",\"position\":2}}\n",
+            b64.encode(header),
+            content.len(),
+            b64.encode(crc),
+            b64.encode(rest)
+        );
+        let path = dir.join("l.tar-split.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(lines.as_bytes()).unwrap();
+        gz.finish().unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+        (path, digest, tar.len() as u64)
+    }
+
+    fn files(dir: &Path, split: PathBuf, digest: String, size: u64) -> LayerFiles {
+        LayerFiles {
+            image: "localhost/x:1 (abc)".into(),
+            layer_id: "L1".into(),
+            tar_split: split,
+            trees: vec![dir.join("upper"), dir.join("lower")],
+            diff_digest: digest,
+            diff_size: Some(size),
+            lock: dir.join("layers.lock"),
+        }
+    }
+
+    #[test]
+    fn falls_back_to_lower_trees_like_overlay() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"from the lower layer\n";
+        let (split, digest, size) = one_file_layer(dir.path(), content);
+        std::fs::create_dir_all(dir.path().join("upper/etc")).unwrap();
+        std::fs::create_dir_all(dir.path().join("lower/etc")).unwrap();
+        std::fs::write(dir.path().join("lower/etc/file.txt"), content).unwrap();
+        let mut out = Vec::new();
+        LayerReader::open(files(dir.path(), split.clone(), digest.clone(), size))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(
+            format!("sha256:{}", hex::encode(Sha256::digest(&out))),
+            digest
+        );
+
+        // The upper copy wins when present; a different one fails its CRC.
+        std::fs::write(
+            dir.path().join("upper/etc/file.txt"),
+            b"from the upper layer\n",
+        )
+        .unwrap();
+        let err = LayerReader::open(files(dir.path(), split, digest, size))
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("localhost/x:1") && msg.contains("L1") && msg.contains("etc/file.txt"),
+            "{msg}"
+        );
+        assert!(msg.contains("CRC-64"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_names_leaving_the_tree_and_other_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (split, digest, size) = one_file_layer(dir.path(), b"x");
+        let mut f = files(dir.path(), split.clone(), digest, size);
+        f.diff_digest = "sha512:00".into();
+        let err = LayerReader::open(f).unwrap_err().to_string();
+        assert!(err.contains("not sha256"), "{err}");
+        let reader = LayerReader::open(files(dir.path(), split, "sha256:00".into(), 0)).unwrap();
+        let err = reader.open_content(b"etc/../../x").unwrap_err();
+        assert!(err.contains("leaves the layer tree"), "{err}");
+    }
+}
