@@ -252,8 +252,8 @@ impl Registry {
         out
     }
 
-    /// Waits until the access log has at least `n` lines (it is written after
-    /// each response), then returns all of them.
+    /// [`Registry::requests`] after a short pause: the registry writes each
+    /// access-log line just after its response.
     pub fn requests_settled(&self) -> Vec<AccessLine> {
         // The registry writes the line right after the response; give it a moment.
         std::thread::sleep(Duration::from_millis(200));
