@@ -1052,6 +1052,61 @@ mod end_to_end {
             &["--tls-verify=false", "--creds=carol:pa55word"],
         );
 
+        // Credentials from a docker credential helper named in the auth file.
+        let helpers = fx.tmp.path().join("helpers");
+        std::fs::create_dir_all(&helpers).unwrap();
+        let helper = helpers.join("docker-credential-kpodtest");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\nread server\necho \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"carol\\\",\\\"Secret\\\":\\\"pa55word\\\"}\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let auth = fx.tmp.path().join("helper-auth.json");
+        std::fs::write(
+            &auth,
+            serde_json::json!({"credHelpers": {reg.host(): "kpodtest"}}).to_string(),
+        )
+        .unwrap();
+        let path = format!(
+            "{}:{}",
+            helpers.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = kpod()
+            .env("KPOD_CACHE_DIR", fx.tmp.path().join("cache"))
+            .env("CONTAINERS_STORAGE_CONF", &fx.store.conf)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .env("PATH", path)
+            .arg("--root")
+            .arg(&fx.store.root)
+            .arg("--runroot")
+            .arg(&fx.store.runroot)
+            .args([
+                "--storage-driver",
+                &fx.store.driver,
+                "push",
+                "-q",
+                "--tls-verify=false",
+                &name,
+            ])
+            .arg(reg.reference("team/helped", "1"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "push with a credential helper: {}",
+            stderr_of(&out)
+        );
+        check_pushed(
+            &reg,
+            "team/helped",
+            "1",
+            &fx,
+            &["--tls-verify=false", "--creds=carol:pa55word"],
+        );
+
         let out = fx.push(&["--tls-verify=false", "--creds", "carol:Wr0ngPa55", &name]);
         assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
         let err = stderr_of(&out);
