@@ -9,7 +9,9 @@
 //! first plugin for every file). The first plugin that claims a transport wins;
 //! later claims are recorded as shadowed.
 
+use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
 use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::StableAbi;
 use kpod_plugin_sdk::ffi::PluginModRef;
 use kpod_plugin_sdk::host::PluginHandle;
 use kpod_plugin_sdk::{ABI_VERSION, ABI_VERSION_SYMBOL};
@@ -240,12 +242,10 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, Skipped> {
             "built for kpod plugin ABI {abi}, this kpod speaks ABI {ABI_VERSION}; rebuild it against a matching kpod-plugin-sdk"
         )));
     }
-    let module = lib_header_from_path(path)
-        .and_then(|header| header.init_root_module::<PluginModRef>())
-        .map_err(|e| {
-            log::debug!("loading {}: {e}", path.display());
-            refused(describe_library_error(&e))
-        })?;
+    let module = load_root_module(path).map_err(|e| {
+        log::debug!("loading {}: {e}", path.display());
+        refused(describe_library_error(&e))
+    })?;
     // The library stays loaded for the life of the process (abi_stable leaks its
     // own handle too), so its code and statics remain valid.
     std::mem::forget(library);
@@ -266,6 +266,31 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, Skipped> {
             .collect(),
         handle,
     })
+}
+
+/// Loads the root module of the plugin at `path`, accepting a plugin built
+/// against an older SDK of the same ABI version as well as a newer one.
+///
+/// abi_stable's own check (`init_root_module`) lets a library have *more*
+/// prefix fields than the loader knows, never fewer: a newer kpod would refuse
+/// every plugin built before an entry point was added. So the layouts are
+/// checked here in both directions: the plugin's as the interface and kpod's
+/// as the implementation (an older plugin: the fields it lacks read as `None`
+/// through the prefix accessors, which consult the plugin's own field count),
+/// or the other way round (a newer plugin).
+fn load_root_module(path: &Path) -> Result<PluginModRef, LibraryError> {
+    let header = lib_header_from_path(path)?;
+    let host_layout = <PluginModRef as StableAbi>::LAYOUT;
+    if let Some(plugin_layout) = header.layout() {
+        if let Err(older) = check_layout_compatibility(plugin_layout, host_layout) {
+            check_layout_compatibility(host_layout, plugin_layout).map_err(|newer| {
+                log::debug!("as an older plugin: {older}");
+                LibraryError::AbiInstability(abi_stable::std_types::RBoxError::from_fmt(&newer))
+            })?;
+        }
+    }
+    // SAFETY: the layout was checked above, in the direction that applies.
+    unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
 }
 
 /// abi_stable's layout errors run to tens of kilobytes: keep one line.

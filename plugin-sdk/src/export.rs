@@ -8,14 +8,15 @@
 
 use crate::error::{ErrorKind, PluginError};
 use crate::ffi::{
-    BlobStreamRef, DestinationBox, DestinationFfi, DestinationFfi_TO, PluginMod, PluginModRef,
+    BlobStreamBox, BlobStreamFfi, BlobStreamFfi_TO, BlobStreamRef, DestinationBox, DestinationFfi,
+    DestinationFfi_TO, PluginMod, PluginModRef, SourceBox, SourceFfi, SourceFfi_TO,
 };
 use crate::options::PushOptions;
 use crate::types::{BlobInfo, LayerCompression, PluginInfo, ReuseQuery, TransportInfo};
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RSlice, RSliceMut, RStr, RString, RVec},
+    std_types::{ROption, RResult, RSlice, RSliceMut, RStr, RString, RVec, Tuple2},
 };
 use std::any::Any;
 use std::cell::RefCell;
@@ -70,6 +71,34 @@ pub trait Plugin: 'static {
         reference: &str,
         options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError>;
+
+    /// Opens an image source, for transports that can be read from (`kpod
+    /// pull`). The default says the transport cannot.
+    fn open_source(
+        transport: &str,
+        reference: &str,
+        options: &PushOptions,
+    ) -> Result<Box<dyn Source>, PluginError> {
+        let _ = (reference, options);
+        Err(PluginError::unsupported(format!(
+            "the {transport}: transport cannot be read from (it has no image source)"
+        )))
+    }
+}
+
+/// An image source, for one pull: a manifest, the blobs it names, signatures.
+pub trait Source: Send + Sync {
+    /// The manifest, raw bytes exactly as stored, and its media type.
+    fn manifest(&self) -> Result<(Vec<u8>, String), PluginError>;
+
+    /// A stream of the blob with `digest` (layer or config), as stored (a layer
+    /// may be compressed; kpod decompresses and verifies it).
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, PluginError>;
+
+    /// Signatures of the manifest, possibly none.
+    fn signatures(&self) -> Result<Vec<Vec<u8>>, PluginError> {
+        Ok(Vec::new())
+    }
 }
 
 /// An image destination, for one push.
@@ -198,6 +227,7 @@ pub fn root_module<P: Plugin>() -> PluginModRef {
         info: info::<P>,
         parse_reference: parse_reference::<P>,
         open_destination: open_destination::<P>,
+        open_source: open_source::<P>,
     }
     .leak_into_prefix()
 }
@@ -241,6 +271,55 @@ extern "C" fn open_destination<P: Plugin>(
             TD_Opaque,
         ))
     })
+}
+
+extern "C" fn open_source<P: Plugin>(
+    transport: RStr<'_>,
+    reference: RStr<'_>,
+    options: &PushOptions,
+) -> RResult<SourceBox, PluginError> {
+    guard("open_source", || {
+        let source = P::open_source(transport.as_str(), reference.as_str(), options)?;
+        Ok(SourceFfi_TO::from_value(SourceAdapter(source), TD_Opaque))
+    })
+}
+
+/// Wraps an author's [`Source`] into the ABI trait.
+struct SourceAdapter(Box<dyn Source>);
+
+impl SourceFfi for SourceAdapter {
+    fn manifest(&self) -> RResult<Tuple2<RVec<u8>, RString>, PluginError> {
+        guard("manifest", || {
+            let (bytes, media_type) = self.0.manifest()?;
+            Ok(Tuple2(bytes.into(), media_type.into()))
+        })
+    }
+    fn signatures(&self) -> RResult<RVec<RVec<u8>>, PluginError> {
+        guard("signatures", || {
+            Ok(self.0.signatures()?.into_iter().map(RVec::from).collect())
+        })
+    }
+    fn open_blob(&self, digest: RStr<'_>) -> RResult<BlobStreamBox, PluginError> {
+        guard("open_blob", || {
+            let reader = self.0.open_blob(digest.as_str())?;
+            Ok(BlobStreamFfi_TO::from_value(ReadAdapter(reader), TD_Opaque))
+        })
+    }
+}
+
+/// Offers a plugin's reader as an ABI blob stream.
+struct ReadAdapter(Box<dyn Read + Send>);
+
+impl BlobStreamFfi for ReadAdapter {
+    fn read(&mut self, buf: RSliceMut<'_, u8>) -> RResult<usize, PluginError> {
+        let buf = buf.into_mut_slice();
+        guard("read", || loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other.map_err(PluginError::from),
+            }
+        })
+    }
 }
 
 /// Wraps an author's [`Destination`] into the ABI trait.

@@ -16,7 +16,7 @@ use abi_stable::{
     package_version_strings, sabi_trait,
     sabi_types::RMut,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RSlice, RSliceMut, RStr, RString, RVec},
+    std_types::{RBox, RResult, RSlice, RSliceMut, RStr, RString, RVec, Tuple2},
     StableAbi,
 };
 
@@ -31,6 +31,25 @@ pub trait BlobStreamFfi: Send {
 
 /// A borrowed blob stream as passed to [`DestinationFfi::put_blob`].
 pub type BlobStreamRef<'a> = BlobStreamFfi_TO<'a, RMut<'a, ()>>;
+
+/// An owned blob stream as returned by [`SourceFfi::open_blob`].
+pub type BlobStreamBox = BlobStreamFfi_TO<'static, RBox<()>>;
+
+/// An image source opened by a plugin (ABI 1, added after destinations: plugins
+/// built before it have no `open_source` entry point).
+#[sabi_trait]
+pub trait SourceFfi: Send + Sync {
+    /// The image's manifest, raw bytes, and its media type.
+    fn manifest(&self) -> RResult<Tuple2<RVec<u8>, RString>, PluginError>;
+    /// Signatures of the manifest (each opaque bytes), possibly none.
+    fn signatures(&self) -> RResult<RVec<RVec<u8>>, PluginError>;
+    /// A stream of the blob with `digest` (a layer or the config), as stored.
+    #[sabi(last_prefix_field)]
+    fn open_blob(&self, digest: RStr<'_>) -> RResult<BlobStreamBox, PluginError>;
+}
+
+/// An owned source trait object.
+pub type SourceBox = SourceFfi_TO<'static, RBox<()>>;
 
 /// An image destination opened by a plugin. Methods taking `&self` may be called
 /// from several threads at once when [`DestinationFfi::has_thread_safe_put_blob`]
@@ -76,7 +95,10 @@ pub type DestinationBox = DestinationFfi_TO<'static, RBox<()>>;
 /// The root module of a plugin library.
 ///
 /// Fields up to `open_destination` exist in every plugin. Fields added by later
-/// SDK versions come after it and read as `None` from older plugins.
+/// SDK versions come after it and read as `None` from older plugins:
+/// `open_source` came with image sources, so a plugin built against
+/// kpod-plugin-sdk 0.1.0 before that still loads and pushes, and is only unable
+/// to act as a source.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
@@ -94,6 +116,14 @@ pub struct PluginMod {
         reference: RStr<'_>,
         options: &PushOptions,
     ) -> RResult<DestinationBox, PluginError>,
+    /// Opens an image source (for `kpod pull`). Absent in plugins built before
+    /// image sources; present but answering [`crate::ErrorKind::Unsupported`] in
+    /// plugins whose transports have no source side.
+    pub open_source: extern "C" fn(
+        transport: RStr<'_>,
+        reference: RStr<'_>,
+        options: &PushOptions,
+    ) -> RResult<SourceBox, PluginError>,
 }
 
 impl RootModule for PluginModRef {

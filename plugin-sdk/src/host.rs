@@ -3,7 +3,9 @@
 //! stream.
 
 use crate::error::PluginError;
-use crate::ffi::{BlobStreamFfi, BlobStreamFfi_TO, DestinationBox, PluginModRef};
+use crate::ffi::{
+    BlobStreamBox, BlobStreamFfi, BlobStreamFfi_TO, DestinationBox, PluginModRef, SourceBox,
+};
 use crate::options::PushOptions;
 use crate::types::{BlobInfo, LayerCompression, PluginInfo, ReuseQuery};
 use abi_stable::{
@@ -51,6 +53,79 @@ impl PluginHandle {
         )
         .into_result()
         .map(|inner| DestinationHandle { inner })
+    }
+}
+
+impl PluginHandle {
+    /// Whether the plugin was built with image sources in its ABI (a plugin built
+    /// against kpod-plugin-sdk 0.1.0 before sources has no `open_source`).
+    pub fn has_source_entry_point(&self) -> bool {
+        self.module.open_source().is_some()
+    }
+
+    /// Opens an image source. A plugin built before image sources existed
+    /// answers with an [`crate::ErrorKind::Unsupported`] error.
+    pub fn open_source(
+        &self,
+        transport: &str,
+        reference: &str,
+        options: &PushOptions,
+    ) -> Result<SourceHandle, PluginError> {
+        let open = self.module.open_source().ok_or_else(|| {
+            PluginError::unsupported(format!(
+                "the plugin for {transport}: was built before image sources existed and can only be pushed to"
+            ))
+        })?;
+        open(
+            RStr::from_str(transport),
+            RStr::from_str(reference),
+            options,
+        )
+        .into_result()
+        .map(|inner| SourceHandle { inner })
+    }
+}
+
+/// An open image source.
+pub struct SourceHandle {
+    inner: SourceBox,
+}
+
+impl SourceHandle {
+    /// The manifest bytes and media type.
+    pub fn manifest(&self) -> Result<(Vec<u8>, String), PluginError> {
+        self.inner
+            .manifest()
+            .into_result()
+            .map(|t| (t.0.into_vec(), t.1.into()))
+    }
+    /// The signatures.
+    pub fn signatures(&self) -> Result<Vec<Vec<u8>>, PluginError> {
+        self.inner
+            .signatures()
+            .into_result()
+            .map(|sigs| sigs.into_iter().map(RVec::into_vec).collect())
+    }
+    /// A reader of the blob with `digest`.
+    pub fn open_blob(&self, digest: &str) -> Result<BlobReader, PluginError> {
+        self.inner
+            .open_blob(RStr::from_str(digest))
+            .into_result()
+            .map(|inner| BlobReader { inner })
+    }
+}
+
+/// A blob stream from a plugin source, as a [`std::io::Read`].
+pub struct BlobReader {
+    inner: BlobStreamBox,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .read(RSliceMut::from_mut_slice(buf))
+            .into_result()
+            .map_err(io::Error::from)
     }
 }
 

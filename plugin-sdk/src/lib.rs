@@ -94,7 +94,7 @@ pub mod types;
 
 pub use digest::{Digest, DigestingReader, DigestingWriter};
 pub use error::{ErrorKind, PluginError};
-pub use export::{Destination, Plugin, PluginMeta};
+pub use export::{Destination, Plugin, PluginMeta, Source};
 pub use options::{Credentials, PushOptions};
 pub use types::{BlobInfo, CompressionAlgorithm, LayerCompression, ReuseQuery, TransportInfo};
 
@@ -117,7 +117,7 @@ pub const ABI_VERSION_SYMBOL: &str = "KPOD_PLUGIN_ABI_VERSION";
 pub mod prelude {
     pub use crate::digest::{Digest, DigestingReader, DigestingWriter};
     pub use crate::error::{ErrorKind, PluginError};
-    pub use crate::export::{Destination, Plugin, PluginMeta};
+    pub use crate::export::{Destination, Plugin, PluginMeta, Source};
     pub use crate::export_plugin;
     pub use crate::media_types;
     pub use crate::options::{Credentials, PushOptions};

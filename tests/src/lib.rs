@@ -70,6 +70,18 @@ pub fn test_plugin(crate_name: &str) -> PathBuf {
     lib
 }
 
+/// The plugin built by `cargo xtask test` against the frozen kpod-plugin-sdk
+/// 0.1.0 of `tests/compat` (before image sources were added to the ABI).
+pub fn pre_source_plugin() -> PathBuf {
+    let lib = target_dir().join("compat/release/libkpod_pre_source_plugin.so");
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo xtask test`",
+        lib.display()
+    );
+    lib
+}
+
 /// A `kpod` command with a clean plugin environment (no `KPOD_PLUGIN_PATH`
 /// unless the test sets one).
 pub fn kpod() -> Command {

@@ -274,3 +274,59 @@ fn plugin_panic_is_an_error_not_an_abort() {
         .unwrap();
     assert!(Path::new(&ok_dir).is_dir());
 }
+
+#[test]
+fn a_plugin_built_before_image_sources_still_loads_and_is_refused_as_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    for lib in [
+        kpod_tests::pre_source_plugin(),
+        test_plugin("kpod_example_plugin"),
+    ] {
+        std::fs::copy(&lib, dir.path().join(lib.file_name().unwrap())).unwrap();
+    }
+    let set = PluginSet::load(&[dir.path().to_path_buf()]);
+    assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+    let old = set
+        .plugin_for("presource")
+        .expect("the pre-source plugin loads");
+    assert!(!old.handle.has_source_entry_point());
+    let err = old
+        .handle
+        .open_source("presource", "/tmp/x", &PushOptions::default())
+        .err()
+        .expect("no source in an old plugin");
+    assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::Unsupported);
+    assert!(err.message.contains("before image sources"), "{err}");
+
+    // It still works as a destination.
+    let out = tempfile::tempdir().unwrap();
+    let dest = old
+        .handle
+        .open_destination(
+            "presource",
+            out.path().to_str().unwrap(),
+            &PushOptions::default(),
+        )
+        .unwrap();
+    let stored = dest
+        .put_blob(
+            &mut Noise {
+                left: 123_456,
+                state: 3,
+            },
+            &BlobInfo::unknown(),
+        )
+        .unwrap();
+    assert!(out.path().join(&stored.digest.as_str()[7..]).is_file());
+
+    // A plugin of the current SDK has the entry point; the example has no source side.
+    let new = set.plugin_for("example").unwrap();
+    assert!(new.handle.has_source_entry_point());
+    let err = new
+        .handle
+        .open_source("example", "/tmp/x", &PushOptions::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::Unsupported);
+    assert!(err.message.contains("cannot be read from"), "{err}");
+}

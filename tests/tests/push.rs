@@ -555,3 +555,30 @@ fn signatures_are_kept_where_possible_and_never_silently_invalidated() {
     ]);
     copy_verifies(&format!("oci:{}:s", layout_dir.display()));
 }
+
+#[test]
+fn a_plugin_built_before_image_sources_still_pushes() {
+    let fx = fixture("vfs");
+    let plugins = tempfile::tempdir().unwrap();
+    let lib = kpod_tests::pre_source_plugin();
+    std::fs::copy(&lib, plugins.path().join(lib.file_name().unwrap())).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("out");
+    let out = kpod()
+        .env("KPOD_PLUGIN_PATH", plugins.path())
+        .arg("--root")
+        .arg(&fx.store.root)
+        .arg("--runroot")
+        .arg(&fx.store.runroot)
+        .args(["--storage-driver", "vfs", "push", "-q", IMAGE])
+        .arg(format!("presource:{}", target.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
+    let config = &manifest["config"]["digest"].as_str().unwrap()[7..];
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(target.join(config)).unwrap()).unwrap();
+    assert_eq!(diff_ids(&config), fx.layout.diff_ids);
+}

@@ -196,6 +196,16 @@ fn test(extra: &[String]) -> Result<()> {
         build.args(["-p", &name]);
     }
     run(&mut build)?;
+    // A plugin built against the frozen SDK of tests/compat, in its own workspace.
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--manifest-path",
+            "tests/compat/pre-source-plugin/Cargo.toml",
+            "--target-dir",
+        ])
+        .arg(target_dir().join("compat")))?;
     let mut test = cargo();
     test.args(["test", "--release", "--workspace", "--no-fail-fast"]);
     test.args(extra);

@@ -1,0 +1,159 @@
+//! The calling side of the ABI, for kpod's plugin host: safe wrappers that turn
+//! `R*` types into std types and feed a [`std::io::Read`] into a plugin as a blob
+//! stream.
+
+use crate::error::PluginError;
+use crate::ffi::{BlobStreamFfi, BlobStreamFfi_TO, DestinationBox, PluginModRef};
+use crate::options::PushOptions;
+use crate::types::{BlobInfo, LayerCompression, PluginInfo, ReuseQuery};
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RSlice, RSliceMut, RStr, RVec},
+};
+use std::io::{self, Read};
+use std::panic::{self, AssertUnwindSafe};
+
+/// A loaded plugin library's root module.
+#[derive(Clone, Copy)]
+pub struct PluginHandle {
+    module: PluginModRef,
+}
+
+impl PluginHandle {
+    /// Wraps a root module loaded by the host.
+    pub fn new(module: PluginModRef) -> Self {
+        PluginHandle { module }
+    }
+
+    /// The plugin's name, version, ABI version and transports.
+    pub fn info(&self) -> PluginInfo {
+        (self.module.info())()
+    }
+
+    /// Checks and normalises `reference` for `transport`.
+    pub fn parse_reference(&self, transport: &str, reference: &str) -> Result<String, PluginError> {
+        (self.module.parse_reference())(RStr::from_str(transport), RStr::from_str(reference))
+            .into_result()
+            .map(Into::into)
+    }
+
+    /// Opens a destination for a push.
+    pub fn open_destination(
+        &self,
+        transport: &str,
+        reference: &str,
+        options: &PushOptions,
+    ) -> Result<DestinationHandle, PluginError> {
+        (self.module.open_destination())(
+            RStr::from_str(transport),
+            RStr::from_str(reference),
+            options,
+        )
+        .into_result()
+        .map(|inner| DestinationHandle { inner })
+    }
+}
+
+/// An open destination. Dropping it without [`DestinationHandle::commit`] aborts
+/// the push.
+pub struct DestinationHandle {
+    inner: DestinationBox,
+}
+
+impl DestinationHandle {
+    /// Manifest media types accepted, most preferred first.
+    pub fn supported_manifest_types(&self) -> Vec<String> {
+        self.inner
+            .supported_manifest_types()
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+    /// What the destination wants done to layers.
+    pub fn desired_layer_compression(&self) -> LayerCompression {
+        self.inner.desired_layer_compression()
+    }
+    /// Whether `put_blob` may be called from several threads at once.
+    pub fn has_thread_safe_put_blob(&self) -> bool {
+        self.inner.has_thread_safe_put_blob()
+    }
+    /// Asks whether the destination already has a blob.
+    pub fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
+        self.inner
+            .try_reuse_blob(query)
+            .into_result()
+            .map(Into::into)
+    }
+    /// Streams a blob from `reader` into the destination. When the plugin fails
+    /// because `reader` failed, the reader's own error is returned.
+    pub fn put_blob(
+        &self,
+        reader: &mut (dyn Read + Send),
+        info: &BlobInfo,
+    ) -> Result<BlobInfo, PluginError> {
+        let mut stream = HostStream {
+            reader,
+            error: None,
+        };
+        let result = self
+            .inner
+            .put_blob(BlobStreamFfi_TO::from_ptr(&mut stream, TD_Opaque), info)
+            .into_result();
+        match (result, stream.error.take()) {
+            (Err(_), Some(source_error)) => Err(PluginError::from(source_error)),
+            (result, _) => result,
+        }
+    }
+    /// Stores the manifest.
+    pub fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
+        self.inner
+            .put_manifest(RSlice::from_slice(manifest), RStr::from_str(media_type))
+            .into_result()
+    }
+    /// `Ok` when the destination can store signatures.
+    pub fn supports_signatures(&self) -> Result<(), PluginError> {
+        self.inner.supports_signatures().into_result()
+    }
+    /// Stores signatures.
+    pub fn put_signatures(&self, signatures: &[Vec<u8>]) -> Result<(), PluginError> {
+        let sigs: RVec<RVec<u8>> = signatures.iter().map(|s| RVec::from_slice(s)).collect();
+        self.inner.put_signatures(sigs).into_result()
+    }
+    /// Commits the push.
+    pub fn commit(&mut self) -> Result<(), PluginError> {
+        self.inner.commit().into_result()
+    }
+}
+
+/// Adapts a host-side reader to the ABI stream, keeping the reader's own error.
+struct HostStream<'a> {
+    reader: &'a mut (dyn Read + Send),
+    error: Option<io::Error>,
+}
+
+impl BlobStreamFfi for HostStream<'_> {
+    fn read(&mut self, buf: RSliceMut<'_, u8>) -> RResult<usize, PluginError> {
+        let buf = buf.into_mut_slice();
+        let reader = &mut self.reader;
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| loop {
+            match reader.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }));
+        match outcome {
+            Ok(Ok(n)) => RResult::ROk(n),
+            Ok(Err(e)) => {
+                let err =
+                    PluginError::from_io("reading blob", io::Error::new(e.kind(), e.to_string()));
+                self.error = Some(e);
+                RResult::RErr(err)
+            }
+            Err(_) => {
+                let err = PluginError::other("reading blob: the source panicked");
+                self.error = Some(io::Error::other("reading blob: the source panicked"));
+                RResult::RErr(err)
+            }
+        }
+    }
+}
