@@ -590,3 +590,68 @@ fcntl.lockf(lock, fcntl.LOCK_UN)
     assert_eq!(images[0].id, layout.image_id());
     assert_eq!(images[0].names, vec!["localhost/renamed:9".to_string()]);
 }
+
+#[test]
+fn kpod_images_cli_matches_podman() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Store::new_vfs();
+    let tricky = tricky_oci_layout(&dir.path().join("tricky"));
+    load_into_store(&fx, &tricky, "localhost/tricky:1");
+    let small = fixtures::big_oci_layout(&dir.path().join("small"), 1, 1);
+    load_into_store(&fx, &small, "docker.io/library/small:latest");
+    run_ok(&mut fx.podman(["tag", "localhost/tricky:1", "quay.io/team/tool:v1"]));
+    let kpod_images = |args: &[&str]| {
+        let mut cmd = kpod_tests::kpod();
+        cmd.env("CONTAINERS_STORAGE_CONF", &fx.conf)
+            .arg("--root")
+            .arg(&fx.root)
+            .arg("--runroot")
+            .arg(&fx.runroot)
+            .args(["--storage-driver", "vfs", "images"])
+            .args(args);
+        stdout_of(&run_ok(&mut cmd))
+    };
+
+    // The table, line for line (as a set: both images have the same creation time).
+    let ours: BTreeSet<String> = kpod_images(&[]).lines().map(str::to_string).collect();
+    let theirs: BTreeSet<String> = stdout_of(&run_ok(&mut fx.podman(["images"])))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ours, theirs);
+
+    let ids_and_names = |json: &str| -> BTreeSet<(String, BTreeSet<String>)> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let names = i["Names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_str().unwrap().to_string())
+                    .collect();
+                (i["Id"].as_str().unwrap().to_string(), names)
+            })
+            .collect()
+    };
+    let podman_json = stdout_of(&run_ok(&mut fx.podman(["images", "--format", "json"])));
+    assert_eq!(
+        ids_and_names(&kpod_images(&["--format", "json"])),
+        ids_and_names(&podman_json)
+    );
+
+    let out = kpod_tests::kpod()
+        .args(["--storage-driver", "btrfs", "--root"])
+        .arg(&fx.root)
+        .arg("images")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = kpod_tests::stderr_of(&out);
+    assert!(
+        err.contains("btrfs") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
