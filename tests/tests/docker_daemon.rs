@@ -492,6 +492,7 @@ fn a_large_image_streams_with_bounded_memory() {
     // Count the peak from here on (writing 5 to clear_refs resets VmHWM).
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before = vm_hwm_kib();
+    let started = std::time::Instant::now();
     let mut dest = open(&dockerd.host(), "kpod-test/big:v1").unwrap();
     let info = BlobInfo {
         compression: CompressionAlgorithm::None,
@@ -508,6 +509,12 @@ fn a_large_image_streams_with_bounded_memory() {
     dest.commit().unwrap();
     drop(dest);
     let after = vm_hwm_kib();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "pushed {} MiB into dockerd in {seconds:.1} s ({:.0} MiB/s, including the daemon's extraction)",
+        layer_size >> 20,
+        (layer_size >> 20) as f64 / seconds
+    );
     eprintln!(
         "peak RSS (VmHWM) of the test process: {} MiB before the push, {} MiB after pushing a {} MiB layer",
         before / 1024,
@@ -524,4 +531,115 @@ fn a_large_image_streams_with_bounded_memory() {
         after < 128 * 1024,
         "peak RSS {after} KiB while pushing a {SIZE}-byte layer"
     );
+}
+
+/// `kpod push` with the built kpod and plugins, from a store that skopeo
+/// filled, into the private daemon.
+mod end_to_end {
+    use super::*;
+    use kpod_tests::fixtures::{load_into_store, tricky_oci_layout, Store};
+    use kpod_tests::{kpod, stderr_of};
+    use std::process::Output;
+
+    const IMAGE: &str = "localhost/tricky:1";
+
+    fn kpod_push(store: &Store, cache: &std::path::Path, host: &str, dest: &str) -> Output {
+        kpod()
+            .env("KPOD_CACHE_DIR", cache)
+            .env("CONTAINERS_STORAGE_CONF", &store.conf)
+            .env("DOCKER_HOST", host)
+            .env_remove("DOCKER_TLS_VERIFY")
+            .arg("--root")
+            .arg(&store.root)
+            .arg("--runroot")
+            .arg(&store.runroot)
+            .args(["--storage-driver", &store.driver, "push", IMAGE, dest])
+            .output()
+            .expect("running kpod")
+    }
+
+    /// The single `Error: ...` line of a push that failed with exit 125.
+    fn failed_with_one_line(out: &Output) -> String {
+        assert_eq!(out.status.code(), Some(125), "{}", stderr_of(out));
+        let stderr = stderr_of(out);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("Error: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        lines[0].to_string()
+    }
+
+    #[test]
+    fn kpod_push_loads_a_stored_image_into_the_daemon() {
+        let dockerd = Dockerd::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = tricky_oci_layout(&tmp.path().join("src"));
+        let store = Store::new("vfs");
+        load_into_store(&store, &layout, IMAGE);
+        let cache = tmp.path().join("cache");
+
+        let out = kpod_push(
+            &store,
+            &cache,
+            &dockerd.host(),
+            "docker-daemon:kpod-test/tricky:e2e",
+        );
+        assert!(
+            out.status.success(),
+            "kpod push failed: {}",
+            stderr_of(&out)
+        );
+
+        let inspected = inspect(&dockerd, "kpod-test/tricky:e2e");
+        assert_eq!(inspected["RootFS"]["Layers"], json!(layout.diff_ids));
+        assert_eq!(inspected["Id"].as_str().unwrap(), layout.config_digest);
+
+        require_tool("skopeo", "skopeo");
+        let archive = dockerd.scratch().join("tricky.tar");
+        run_ok(
+            dockerd
+                .docker()
+                .args(["save", "-o"])
+                .arg(&archive)
+                .arg("kpod-test/tricky:e2e"),
+        );
+        let out = run_ok(
+            std::process::Command::new("skopeo")
+                .arg("inspect")
+                .arg(format!("docker-archive:{}", archive.display())),
+        );
+        let saved: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(saved["Layers"], json!(layout.diff_ids));
+
+        // Bad input and unreachable daemons: one line, exit 125, nothing loaded.
+        let line = failed_with_one_line(&kpod_push(
+            &store,
+            &cache,
+            &dockerd.host(),
+            "docker-daemon:noTagHere",
+        ));
+        assert!(line.contains("noTagHere"), "{line}");
+        let missing = format!("unix://{}/none.sock", dockerd.scratch().display());
+        let line = failed_with_one_line(&kpod_push(
+            &store,
+            &cache,
+            &missing,
+            "docker-daemon:kpod-test/tricky:nowhere",
+        ));
+        assert!(line.contains(&missing), "{line}");
+        assert_eq!(image_count(&dockerd), 1);
+
+        let mut dockerd = dockerd;
+        let host = dockerd.host();
+        dockerd.stop();
+        let line = failed_with_one_line(&kpod_push(
+            &store,
+            &cache,
+            &host,
+            "docker-daemon:kpod-test/tricky:stopped",
+        ));
+        assert!(line.contains(&host), "{line}");
+    }
 }

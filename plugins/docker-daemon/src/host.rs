@@ -184,12 +184,14 @@ fn check_address(address: &str) -> Result<String, String> {
 }
 
 /// Connects to the socket once, turning the failures into messages that say
-/// what is wrong.
+/// what is wrong. A local daemon that is not there is not a network failure
+/// (kpod retries those): a missing socket is "not found", a refused
+/// connection "io".
 fn probe_socket(path: &Path) -> Result<(), PluginError> {
     let shown = path.display();
     match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(PluginError::network(format!(
+            return Err(PluginError::not_found(format!(
                 "docker-daemon: cannot connect to the Docker daemon at unix://{shown}: the socket does not exist (is the daemon running? DOCKER_HOST selects another)"
             )))
         }
@@ -213,7 +215,7 @@ fn probe_socket(path: &Path) -> Result<(), PluginError> {
     }
     match UnixStream::connect(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(PluginError::network(format!(
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(PluginError::io(format!(
             "docker-daemon: cannot connect to the Docker daemon at unix://{shown}: connection refused (is the daemon running?)"
         ))),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(PluginError::unauthorized(format!(
@@ -270,6 +272,7 @@ mod tests {
         let missing = dir.path().join("nope.sock");
         let err = DockerHost::Unix(missing.clone()).connect().unwrap_err();
         assert!(err.message.contains("the socket does not exist"), "{err}");
+        assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::NotFound);
         assert!(
             err.message.contains(&missing.display().to_string()),
             "{err}"
@@ -279,6 +282,7 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
         let err = DockerHost::Unix(stale).connect().unwrap_err();
         assert!(err.message.contains("connection refused"), "{err}");
+        assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::Io);
 
         let file = dir.path().join("file");
         std::fs::write(&file, b"").unwrap();
