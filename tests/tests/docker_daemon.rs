@@ -537,8 +537,8 @@ fn a_large_image_streams_with_bounded_memory() {
 /// filled, into the private daemon.
 mod end_to_end {
     use super::*;
-    use kpod_tests::fixtures::{load_into_store, tricky_oci_layout, Store};
-    use kpod_tests::{kpod, stderr_of};
+    use kpod_tests::fixtures::{big_oci_layout, load_into_store, tricky_oci_layout, Store};
+    use kpod_tests::{kpod, kpod_bin, stderr_of};
     use std::process::Output;
 
     const IMAGE: &str = "localhost/tricky:1";
@@ -641,5 +641,49 @@ mod end_to_end {
             "docker-daemon:kpod-test/tricky:stopped",
         ));
         assert!(line.contains(&host), "{line}");
+    }
+
+    /// Peak memory of the kpod process itself while it loads a 300 MB image
+    /// (measured with `/usr/bin/time`).
+    #[test]
+    fn kpod_push_of_a_large_image_has_bounded_peak_memory() {
+        let time = require_tool("time", "time");
+        let dockerd = Dockerd::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = big_oci_layout(&tmp.path().join("src"), 300, 2);
+        let store = Store::new("vfs");
+        load_into_store(&store, &layout, IMAGE);
+        let out = std::process::Command::new(time)
+            .args(["-f", "KPOD_MAXRSS_KB=%M"])
+            .arg(kpod_bin())
+            .env_remove("KPOD_PLUGIN_PATH")
+            .env("KPOD_CACHE_DIR", tmp.path().join("cache"))
+            .env("CONTAINERS_STORAGE_CONF", &store.conf)
+            .env("DOCKER_HOST", dockerd.host())
+            .arg("--root")
+            .arg(&store.root)
+            .arg("--runroot")
+            .arg(&store.runroot)
+            .args(["--storage-driver", &store.driver, "push", "-q", IMAGE])
+            .arg("docker-daemon:kpod-test/big:e2e")
+            .output()
+            .expect("running kpod under /usr/bin/time");
+        let stderr = stderr_of(&out);
+        assert!(out.status.success(), "kpod push failed: {stderr}");
+        let max_rss_kb: u64 = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("KPOD_MAXRSS_KB="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in {stderr:?}"));
+        eprintln!(
+            "kpod push of a 300 MB image into dockerd: peak RSS {} MiB",
+            max_rss_kb / 1024
+        );
+        let inspected = inspect(&dockerd, "kpod-test/big:e2e");
+        assert_eq!(inspected["RootFS"]["Layers"], json!(layout.diff_ids));
+        assert!(
+            max_rss_kb < 150 * 1024,
+            "kpod's peak RSS was {max_rss_kb} KiB for a 300 MB image"
+        );
     }
 }
