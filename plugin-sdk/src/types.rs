@@ -76,6 +76,29 @@ impl BlobInfo {
     pub fn size(&self) -> Option<u64> {
         u64::try_from(self.size).ok()
     }
+
+    /// Checks what a destination received (`digest`, `size`) against what this
+    /// info promised, when it promised anything. `who` prefixes the message,
+    /// e.g. `dir`.
+    pub fn verify(
+        &self,
+        who: &str,
+        digest: &crate::Digest,
+        size: u64,
+    ) -> Result<(), crate::PluginError> {
+        if !self.digest.is_empty() && self.digest.as_str() != digest.as_str() {
+            return Err(crate::PluginError::integrity(format!(
+                "{who}: blob {}: the data has digest {digest}",
+                self.digest
+            )));
+        }
+        if let Some(want) = self.size().filter(|want| *want != size) {
+            return Err(crate::PluginError::integrity(format!(
+                "{who}: blob {digest}: expected {want} bytes, got {size}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A question to a destination: "do you already have this blob, or one of these

@@ -31,8 +31,16 @@ fn fixture(driver: &str) -> Fixture {
 impl Fixture {
     /// `kpod --root .. --runroot .. --storage-driver .. push ARGS`.
     fn push(&self, args: &[&str]) -> Output {
-        kpod()
-            .env("KPOD_CACHE_DIR", self.tmp.path().join("cache"))
+        self.push_with_plugins(None, args)
+    }
+
+    /// Like [`Fixture::push`], with `KPOD_PLUGIN_PATH` set to `plugins` when given.
+    fn push_with_plugins(&self, plugins: Option<&Path>, args: &[&str]) -> Output {
+        let mut cmd = kpod();
+        if let Some(dir) = plugins {
+            cmd.env("KPOD_PLUGIN_PATH", dir);
+        }
+        cmd.env("KPOD_CACHE_DIR", self.tmp.path().join("cache"))
             .env("CONTAINERS_STORAGE_CONF", &self.store.conf)
             .arg("--root")
             .arg(&self.store.root)
@@ -458,16 +466,10 @@ fn a_plugin_panic_during_push_exits_125() {
     std::fs::copy(&lib, plugins.path().join(lib.file_name().unwrap())).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("panic-in-put-blob");
-    let out = kpod()
-        .env("KPOD_PLUGIN_PATH", plugins.path())
-        .arg("--root")
-        .arg(&fx.store.root)
-        .arg("--runroot")
-        .arg(&fx.store.runroot)
-        .args(["--storage-driver", "vfs", "push", IMAGE])
-        .arg(format!("example:{}", target.display()))
-        .output()
-        .unwrap();
+    let out = fx.push_with_plugins(
+        Some(plugins.path()),
+        &[IMAGE, &format!("example:{}", target.display())],
+    );
     assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
     let stderr = stderr_of(&out);
     assert!(stderr.contains("plugin panicked in put_blob"), "{stderr}");
@@ -479,16 +481,10 @@ fn a_plugin_panic_during_push_exits_125() {
 
     // The same plugin pushes fine when asked to behave.
     let fine = tmp.path().join("fine");
-    let out = kpod()
-        .env("KPOD_PLUGIN_PATH", plugins.path())
-        .arg("--root")
-        .arg(&fx.store.root)
-        .arg("--runroot")
-        .arg(&fx.store.runroot)
-        .args(["--storage-driver", "vfs", "push", "-q", IMAGE])
-        .arg(format!("example:{}", fine.display()))
-        .output()
-        .unwrap();
+    let out = fx.push_with_plugins(
+        Some(plugins.path()),
+        &["-q", IMAGE, &format!("example:{}", fine.display())],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(fine.join("manifest.json")).unwrap()).unwrap();
@@ -564,16 +560,10 @@ fn a_plugin_built_before_image_sources_still_pushes() {
     std::fs::copy(&lib, plugins.path().join(lib.file_name().unwrap())).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("out");
-    let out = kpod()
-        .env("KPOD_PLUGIN_PATH", plugins.path())
-        .arg("--root")
-        .arg(&fx.store.root)
-        .arg("--runroot")
-        .arg(&fx.store.runroot)
-        .args(["--storage-driver", "vfs", "push", "-q", IMAGE])
-        .arg(format!("presource:{}", target.display()))
-        .output()
-        .unwrap();
+    let out = fx.push_with_plugins(
+        Some(plugins.path()),
+        &["-q", IMAGE, &format!("presource:{}", target.display())],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();

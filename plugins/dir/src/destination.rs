@@ -330,11 +330,9 @@ fn store_blob(
     tmp_dir: &Path,
     final_path: impl FnOnce(&Digest) -> PathBuf,
 ) -> Result<(Digest, u64), PluginError> {
-    let expected = if info.digest.is_empty() {
-        None
-    } else {
-        Some(Digest::parse(&info.digest)?)
-    };
+    if !info.digest.is_empty() {
+        Digest::parse(&info.digest)?; // a malformed digest fails before any byte is read
+    }
     let tmp = tempfile::Builder::new()
         .prefix(".blob-")
         .permissions(fs::Permissions::from_mode(0o644))
@@ -345,20 +343,7 @@ fn store_blob(
         PluginError::from(e).context(format!("dir: writing a blob into {}", tmp_dir.display()))
     })?;
     let (digest, size) = (out.digest(), out.count());
-    if let Some(expected) = &expected {
-        if *expected != digest {
-            return Err(PluginError::integrity(format!(
-                "dir: blob {expected}: the data has digest {digest}"
-            )));
-        }
-    }
-    if let Some(want) = info.size() {
-        if want != size {
-            return Err(PluginError::integrity(format!(
-                "dir: blob {digest}: expected {want} bytes, got {size}"
-            )));
-        }
-    }
+    info.verify("dir", &digest, size)?;
     let tmp = out
         .into_inner()
         .into_inner()

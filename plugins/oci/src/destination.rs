@@ -82,11 +82,9 @@ impl OciDestination {
         stream: &mut dyn Read,
         info: &BlobInfo,
     ) -> Result<(Digest, u64), PluginError> {
-        let expected = if info.digest.is_empty() {
-            None
-        } else {
-            Some(Digest::parse(&info.digest)?)
-        };
+        if !info.digest.is_empty() {
+            Digest::parse(&info.digest)?; // a malformed digest fails before any byte is read
+        }
         let tmp = new_temp_file(&self.root, ".kpod-blob-")?;
         let mut out = DigestingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
         io::copy(stream, &mut out).map_err(|e| {
@@ -94,20 +92,7 @@ impl OciDestination {
                 .context(format!("oci: writing a blob into {}", self.root.display()))
         })?;
         let (digest, size) = (out.digest(), out.count());
-        if let Some(expected) = &expected {
-            if *expected != digest {
-                return Err(PluginError::integrity(format!(
-                    "oci: blob {expected}: the data has digest {digest}"
-                )));
-            }
-        }
-        if let Some(want) = info.size() {
-            if want != size {
-                return Err(PluginError::integrity(format!(
-                    "oci: blob {digest}: expected {want} bytes, got {size}"
-                )));
-            }
-        }
+        info.verify("oci", &digest, size)?;
         let tmp = out
             .into_inner()
             .into_inner()
