@@ -660,6 +660,8 @@ mod end_to_end {
             .env("KPOD_CACHE_DIR", tmp.path().join("cache"))
             .env("CONTAINERS_STORAGE_CONF", &store.conf)
             .env("DOCKER_HOST", dockerd.host())
+            // No temporary files: layers stream into the daemon, none is spooled.
+            .env("TMPDIR", tmp.path().join("no-such-dir"))
             .arg("--root")
             .arg(&store.root)
             .arg("--runroot")

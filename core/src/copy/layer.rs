@@ -256,9 +256,19 @@ impl LayerContext<'_> {
         };
         let algorithm = self.target_algorithm();
         let mut sent = SentReader::new(stream);
+        // Sent uncompressed, the blob is the verified layer tar itself: its
+        // digest and size are known up front (destinations that frame blobs,
+        // like a docker save archive, can then stream instead of spooling).
+        let (digest, size) = match self.target {
+            None => (
+                diff_id.as_str().into(),
+                layer.diff_size.map_or(-1, |s| s as i64),
+            ),
+            Some(_) => (Default::default(), -1),
+        };
         let info = BlobInfo {
-            digest: Default::default(),
-            size: -1,
+            digest,
+            size,
             media_type: layer_media_type(self.hint_format, algorithm)
                 .unwrap_or("")
                 .into(),
