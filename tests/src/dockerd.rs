@@ -22,6 +22,7 @@ pub struct Dockerd {
     child: Option<Child>,
     socket: PathBuf,
     tls: Option<TlsEndpoint>,
+    driver: String,
 }
 
 /// The TLS listener of a daemon started with [`Dockerd::start_tls`].
@@ -97,6 +98,7 @@ impl Dockerd {
             child: Some(child),
             socket,
             tls,
+            driver,
         };
         dockerd.wait_ready();
         dockerd
@@ -151,6 +153,12 @@ impl Dockerd {
             .arg("-H")
             .arg(self.host());
         cmd
+    }
+
+    /// The daemon's storage driver (`vfs` unless `KPOD_TEST_DOCKERD_DRIVER`
+    /// says otherwise).
+    pub fn driver(&self) -> &str {
+        &self.driver
     }
 
     /// The daemon's `--data-root`.

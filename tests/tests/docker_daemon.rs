@@ -175,7 +175,9 @@ fn assert_no_load_leftovers(dockerd: &Dockerd) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(entries(), Vec::<String>::new(), "left in {}", tmp.display());
-    let layers = dockerd.data_root().join("image/vfs/layerdb/sha256");
+    let layers = dockerd
+        .data_root()
+        .join(format!("image/{}/layerdb/sha256", dockerd.driver()));
     let stored = std::fs::read_dir(&layers).map(|d| d.count()).unwrap_or(0);
     assert_eq!(stored, 0, "layers stored in {}", layers.display());
 }
@@ -289,7 +291,9 @@ fn a_push_dropped_before_commit_loads_nothing() {
     push(&mut dest, &image).unwrap();
     assert_eq!(image_count(&dockerd), 1);
     // (The leftover check looks where a load does store its layers.)
-    let layers = dockerd.data_root().join("image/vfs/layerdb/sha256");
+    let layers = dockerd
+        .data_root()
+        .join(format!("image/{}/layerdb/sha256", dockerd.driver()));
     assert_eq!(
         std::fs::read_dir(layers).unwrap().count(),
         image.layers.len()
