@@ -657,6 +657,7 @@ mod end_to_end {
         let layout = big_oci_layout(&tmp.path().join("src"), 300, 2);
         let store = Store::new("vfs");
         load_into_store(&store, &layout, IMAGE);
+        let started = std::time::Instant::now();
         let out = std::process::Command::new(time)
             .args(["-f", "KPOD_MAXRSS_KB=%M"])
             .arg(kpod_bin())
@@ -682,8 +683,9 @@ mod end_to_end {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no peak RSS in {stderr:?}"));
         eprintln!(
-            "kpod push of a 300 MB image into dockerd: peak RSS {} MiB",
-            max_rss_kb / 1024
+            "kpod push of a 300 MB image into dockerd: peak RSS {} MiB, {:.1} s",
+            max_rss_kb / 1024,
+            started.elapsed().as_secs_f64()
         );
         let inspected = inspect(&dockerd, "kpod-test/big:e2e");
         assert_eq!(inspected["RootFS"]["Layers"], json!(layout.diff_ids));
