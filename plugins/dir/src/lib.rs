@@ -15,8 +15,10 @@
 
 pub mod destination;
 pub mod reference;
+pub mod source;
 
 pub use destination::{DirDestination, VERSION_CONTENT};
+pub use source::DirSource;
 
 use kpod_plugin_sdk::prelude::*;
 
@@ -44,6 +46,16 @@ impl Plugin for DirPlugin {
         check_transport(transport)?;
         let path = reference::parse(reference)?;
         Ok(Box::new(DirDestination::open(&path)?))
+    }
+
+    fn open_source(
+        transport: &str,
+        reference: &str,
+        _options: &PushOptions,
+    ) -> Result<Box<dyn Source>, PluginError> {
+        check_transport(transport)?;
+        let path = reference::parse(reference)?;
+        Ok(Box::new(DirSource::open(&path)?))
     }
 }
 

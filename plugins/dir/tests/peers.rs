@@ -1,7 +1,7 @@
 //! The dir: plugin against real readers: skopeo reads what the plugin wrote.
 //! A missing peer fails the test with the package to install.
 
-use kpod_plugin_dir::DirDestination;
+use kpod_plugin_dir::{DirDestination, DirPlugin, DirSource};
 use kpod_plugin_sdk::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -157,4 +157,136 @@ fn skopeo_writes_a_dir_that_the_plugin_then_replaces() {
             .arg("inspect")
             .arg(format!("dir:{}", by_skopeo.display())),
     );
+}
+
+/// Reads every blob the manifest names through `source` and checks its digest
+/// and size against the manifest; returns how many there were.
+fn check_blobs(source: &dyn Source, manifest: &[u8]) -> usize {
+    let value: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let mut descriptors = vec![value["config"].clone()];
+    descriptors.extend(value["layers"].as_array().unwrap().iter().cloned());
+    for descriptor in &descriptors {
+        let digest = descriptor["digest"].as_str().unwrap();
+        let mut reader = DigestingReader::new(source.open_blob(digest).unwrap());
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(reader.digest().as_str(), digest);
+        assert_eq!(reader.count(), descriptor["size"].as_u64().unwrap());
+    }
+    descriptors.len()
+}
+
+/// A throw-away GnuPG home with one signing key; returns its e-mail.
+fn gpg_key(home: &Path) -> String {
+    require_tool("gpg", "gpg");
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let email = "kpod-dir-test@example.com";
+    run_ok(
+        Command::new("gpg")
+            .env("GNUPGHOME", home)
+            .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+            .arg(format!("kpod test <{email}>"))
+            .args(["ed25519", "sign", "never"]),
+    );
+    email.to_string()
+}
+
+#[test]
+fn the_source_reads_what_skopeo_wrote_into_a_dir() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let gnupg = tmp.path().join("gnupg");
+    let email = gpg_key(&gnupg);
+    for media_type in [media_types::OCI_MANIFEST, media_types::DOCKER_V2S2_MANIFEST] {
+        let src = tmp.path().join("src");
+        push(&src, media_type, &[]);
+        // Through an OCI layout, so that what the source reads is skopeo's own
+        // writing, signed by skopeo on the way.
+        let oci = tmp.path().join("oci");
+        let _ = std::fs::remove_dir_all(&oci);
+        run_ok(
+            Command::new("skopeo")
+                .arg("copy")
+                .arg("--quiet")
+                .arg(format!("dir:{}", src.display()))
+                .arg(format!("oci:{}:t", oci.display())),
+        );
+        let by_skopeo = tmp.path().join("by-skopeo");
+        let _ = std::fs::remove_dir_all(&by_skopeo);
+        run_ok(
+            Command::new("skopeo")
+                .env("GNUPGHOME", &gnupg)
+                .arg("copy")
+                .arg("--quiet")
+                .arg("--sign-by")
+                .arg(&email)
+                .arg("--sign-identity")
+                .arg("example.com/kpod/dir-test:1")
+                .arg(format!("oci:{}:t", oci.display()))
+                .arg(format!("dir:{}", by_skopeo.display())),
+        );
+
+        let reference = by_skopeo.display().to_string();
+        let source = DirPlugin::open_source("dir", &reference, &PushOptions::default()).unwrap();
+        let (manifest, got_type) = source.manifest().unwrap();
+        assert_eq!(
+            manifest,
+            std::fs::read(by_skopeo.join("manifest.json")).unwrap()
+        );
+        let value: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let expected_type = value["mediaType"]
+            .as_str()
+            .unwrap_or(media_types::OCI_MANIFEST);
+        assert_eq!(got_type, expected_type);
+        assert_eq!(check_blobs(&*source, &manifest), 2);
+        let signatures = source.signatures().unwrap();
+        assert_eq!(signatures.len(), 1, "skopeo --sign-by wrote one signature");
+        assert_eq!(
+            signatures[0],
+            std::fs::read(by_skopeo.join("signature-1")).unwrap()
+        );
+        // The signature is gpg's, over this manifest: gpg verifies it.
+        let sig_file = tmp.path().join("sig");
+        std::fs::write(&sig_file, &signatures[0]).unwrap();
+        run_ok(
+            Command::new("gpg")
+                .env("GNUPGHOME", &gnupg)
+                .args(["--batch", "--decrypt"])
+                .arg(&sig_file),
+        );
+    }
+}
+
+#[test]
+fn the_source_refuses_bad_input_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    let err = DirPlugin::open_source(
+        "dir",
+        &missing.display().to_string(),
+        &PushOptions::default(),
+    )
+    .err()
+    .expect("a missing path is an error");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.message.contains("missing"), "{err}");
+    assert!(!err.message.contains('\n'), "{err}");
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = DirSource::open(&empty).unwrap_err();
+    assert!(err.message.contains("no manifest.json"), "{err}");
+    assert!(!err.message.contains('\n'), "{err}");
+
+    let src = tmp.path().join("src");
+    push(&src, media_types::OCI_MANIFEST, &[]);
+    let source = DirSource::open(&src).unwrap();
+    let absent = Digest::of(b"not in the image");
+    let err = source.open_blob(absent.as_str()).err().unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.message.contains(absent.as_str()), "{err}");
+    assert!(!err.message.contains('\n'), "{err}");
+    let err = source.open_blob("sha256:../../etc/passwd").err().unwrap();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(source.signatures().unwrap().is_empty());
 }
