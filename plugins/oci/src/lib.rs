@@ -17,9 +17,11 @@
 pub mod destination;
 pub mod index;
 pub mod reference;
+pub mod source;
 
 pub use destination::OciDestination;
 pub use reference::OciReference;
+pub use source::{OciSource, OciSourceReference};
 
 use kpod_plugin_sdk::prelude::*;
 
@@ -45,6 +47,16 @@ impl Plugin for OciPlugin {
         check_transport(transport)?;
         let reference = OciReference::parse(reference)?;
         Ok(Box::new(OciDestination::open(&reference)?))
+    }
+
+    fn open_source(
+        transport: &str,
+        reference: &str,
+        _options: &PushOptions,
+    ) -> Result<Box<dyn Source>, PluginError> {
+        check_transport(transport)?;
+        let reference = OciSourceReference::parse(reference)?;
+        Ok(Box::new(OciSource::open(&reference)?))
     }
 }
 

@@ -2,7 +2,7 @@
 //! it writes, and it merges into a layout that skopeo wrote. A missing peer
 //! fails the test with the package to install.
 
-use kpod_plugin_oci::{OciDestination, OciReference};
+use kpod_plugin_oci::{OciDestination, OciPlugin, OciReference};
 use kpod_plugin_sdk::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -195,4 +195,143 @@ fn umoci_unpacks_the_image() {
         std::fs::read_link(rootfs.join("etc/link")).unwrap(),
         Path::new("hello")
     );
+}
+
+/// Reads every blob the manifest names through `source` and checks its digest
+/// and size against the manifest; returns how many there were.
+fn check_blobs(source: &dyn Source, manifest: &[u8]) -> usize {
+    let value: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let mut descriptors = vec![value["config"].clone()];
+    descriptors.extend(value["layers"].as_array().unwrap().iter().cloned());
+    for descriptor in &descriptors {
+        let digest = descriptor["digest"].as_str().unwrap();
+        let mut reader = DigestingReader::new(source.open_blob(digest).unwrap());
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(reader.digest().as_str(), digest);
+        assert_eq!(reader.count(), descriptor["size"].as_u64().unwrap());
+    }
+    descriptors.len()
+}
+
+fn open_source(reference: &str) -> Result<Box<dyn Source>, PluginError> {
+    OciPlugin::open_source("oci", reference, &PushOptions::default())
+}
+
+#[test]
+fn the_source_reads_what_skopeo_wrote_into_a_layout() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    push(&src, Some("a"), "read back by the source\n");
+    push(&src, Some("b"), "another image\n");
+    let by_skopeo = tmp.path().join("by-skopeo");
+    let l = by_skopeo.display();
+    for (from, to) in [("a", "one"), ("b", "two")] {
+        run_ok(
+            Command::new("skopeo")
+                .args(["copy", "--quiet"])
+                .arg(format!("oci:{}:{from}", src.display()))
+                .arg(format!("oci:{l}:{to}")),
+        );
+    }
+    for tag in ["one", "two"] {
+        let reference = format!("{l}:{tag}");
+        let source = open_source(&reference).unwrap();
+        let (manifest, media_type) = source.manifest().unwrap();
+        let raw =
+            run_ok(Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{reference}")]));
+        assert_eq!(manifest, raw.stdout, "{tag}");
+        assert_eq!(media_type, media_types::OCI_MANIFEST);
+        assert_eq!(
+            Digest::of(&manifest).as_str(),
+            inspect_digest(&format!("oci:{reference}"))
+        );
+        assert_eq!(check_blobs(&*source, &manifest), 2);
+        let value: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(
+            value["config"]["digest"].as_str().unwrap(),
+            config_digest(&format!(
+                "oci:{}:{}",
+                src.display(),
+                if tag == "one" { "a" } else { "b" }
+            ))
+        );
+        assert!(source.signatures().unwrap().is_empty());
+    }
+    // By position, as containers/image's oci:PATH:@N.
+    let first = open_source(&format!("{l}:@0"))
+        .unwrap()
+        .manifest()
+        .unwrap()
+        .0;
+    let second = open_source(&format!("{l}:@1"))
+        .unwrap()
+        .manifest()
+        .unwrap()
+        .0;
+    assert_ne!(first, second);
+
+    // A layout with one image needs no name.
+    let single = tmp.path().join("single");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:a", src.display()))
+            .arg(format!("oci:{}:only", single.display())),
+    );
+    let source = open_source(&single.display().to_string()).unwrap();
+    let (manifest, _) = source.manifest().unwrap();
+    assert_eq!(
+        Digest::of(&manifest).as_str(),
+        inspect_digest(&format!("oci:{}:only", single.display()))
+    );
+}
+
+fn one_line_error(reference: &str, kind: ErrorKind, needle: &str) {
+    let err = open_source(reference)
+        .err()
+        .unwrap_or_else(|| panic!("{reference} should be refused"));
+    assert_eq!(err.kind, kind, "{reference}: {err}");
+    assert!(err.message.contains(needle), "{reference}: {err}");
+    assert!(!err.message.contains('\n'), "{reference}: {err}");
+}
+
+#[test]
+fn the_source_refuses_bad_input_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    one_line_error(
+        &format!("{}:x", missing.display()),
+        ErrorKind::NotFound,
+        &missing.display().to_string(),
+    );
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    one_line_error(
+        &empty.display().to_string(),
+        ErrorKind::NotFound,
+        "no index.json",
+    );
+
+    let root = tmp.path().join("layout");
+    push(&root, Some("one"), "1\n");
+    push(&root, Some("two"), "2\n");
+    let l = root.display();
+    one_line_error(
+        &format!("{l}:three"),
+        ErrorKind::NotFound,
+        "no image named \"three\"",
+    );
+    one_line_error(&l.to_string(), ErrorKind::InvalidInput, "holds 2 images");
+    one_line_error(&format!("{l}:@2"), ErrorKind::NotFound, "no image @2");
+    one_line_error(&format!("{l}:@x"), ErrorKind::InvalidInput, "@x");
+
+    let source = open_source(&format!("{l}:one")).unwrap();
+    let absent = Digest::of(b"not in the layout");
+    let err = source.open_blob(absent.as_str()).err().unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.message.contains(absent.as_str()), "{err}");
+    assert!(!err.message.contains('\n'), "{err}");
+    let err = source.open_blob("md5:abc").err().unwrap();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
 }

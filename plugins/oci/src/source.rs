@@ -1,0 +1,230 @@
+//! Reading an image from an OCI layout, as containers/image's oci source does:
+//! `index.json` names the manifests; `oci:PATH:NAME` picks the one whose
+//! `org.opencontainers.image.ref.name` annotation is `NAME`, `oci:PATH:@N` the
+//! `N`th entry, and `oci:PATH` the only one (it is an error when there are
+//! several). Blobs, the manifest included, are `blobs/sha256/<hex>`.
+
+use crate::index::{ref_name, Index};
+use crate::reference::valid_ref_name;
+use kpod_plugin_sdk::prelude::*;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Which manifest of the layout to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The only manifest of the layout.
+    Only,
+    /// The manifest whose ref.name annotation is this.
+    Name(String),
+    /// The manifest at this position in `index.json`.
+    Index(usize),
+}
+
+/// A parsed `oci:` source reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciSourceReference {
+    /// The layout directory.
+    pub path: PathBuf,
+    /// Which manifest.
+    pub selector: Selector,
+}
+
+impl OciSourceReference {
+    /// Parses `PATH[:NAME]` or `PATH:@N` without touching the file system.
+    pub fn parse(reference: &str) -> Result<Self, PluginError> {
+        let (path, tag) = reference.split_once(':').unwrap_or((reference, ""));
+        let bad = |why: String| {
+            PluginError::invalid_input(format!("invalid oci: reference {reference:?}: {why}"))
+        };
+        if path.is_empty() {
+            return Err(bad(
+                "the path is empty (use oci:PATH[:NAME] or oci:PATH:@N)".into(),
+            ));
+        }
+        if path.contains('\0') {
+            return Err(bad("the path contains a NUL byte".into()));
+        }
+        let selector = if tag.is_empty() {
+            Selector::Only
+        } else if let Some(n) = tag.strip_prefix('@') {
+            Selector::Index(n.parse().map_err(|_| {
+                bad(format!(
+                    "{tag:?} is not @ followed by a manifest position (a number)"
+                ))
+            })?)
+        } else if valid_ref_name(tag) {
+            Selector::Name(tag.to_string())
+        } else {
+            return Err(bad(format!("{tag:?} is not a valid image name")));
+        };
+        Ok(OciSourceReference {
+            path: PathBuf::from(path),
+            selector,
+        })
+    }
+}
+
+/// An image source over one manifest of an OCI layout.
+#[derive(Debug)]
+pub struct OciSource {
+    root: PathBuf,
+    digest: Digest,
+    media_type: Option<String>,
+}
+
+fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs").join("sha256").join(digest.hex())
+}
+
+impl OciSource {
+    /// Reads `index.json` of the layout and picks the manifest; the errors name
+    /// the layout and what is missing or ambiguous.
+    pub fn open(reference: &OciSourceReference) -> Result<Self, PluginError> {
+        let root = &reference.path;
+        let shown = root.display();
+        if !root.is_dir() {
+            return Err(match std::fs::metadata(root) {
+                Err(e) => PluginError::from_io(format!("oci:{shown}"), e),
+                Ok(_) => PluginError::invalid_input(format!("oci:{shown}: not a directory")),
+            });
+        }
+        let index_file = root.join("index.json");
+        let bytes = std::fs::read(&index_file).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                PluginError::not_found(format!(
+                    "oci:{shown}: no index.json (not an OCI image layout)"
+                ))
+            } else {
+                PluginError::from_io(format!("reading {}", index_file.display()), e)
+            }
+        })?;
+        let index = Index::parse(&bytes, &index_file.display().to_string())?;
+        let manifests = index.manifests();
+        let entry = match &reference.selector {
+            Selector::Only => match manifests {
+                [only] => only,
+                [] => {
+                    return Err(PluginError::not_found(format!(
+                        "oci:{shown}: the layout holds no image"
+                    )))
+                }
+                several => {
+                    let names: Vec<String> = several.iter().filter_map(ref_name).collect();
+                    return Err(PluginError::invalid_input(format!(
+                        "oci:{shown}: the layout holds {} images, choose one with oci:{shown}:NAME \
+                         (names: {}) or oci:{shown}:@N",
+                        several.len(),
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    )));
+                }
+            },
+            Selector::Name(name) => manifests
+                .iter()
+                .find(|e| ref_name(e).as_deref() == Some(name.as_str()))
+                .ok_or_else(|| {
+                    PluginError::not_found(format!(
+                        "oci:{shown}: no image named {name:?} in index.json"
+                    ))
+                })?,
+            Selector::Index(n) => manifests.get(*n).ok_or_else(|| {
+                PluginError::not_found(format!(
+                    "oci:{shown}: no image @{n}, index.json lists {}",
+                    manifests.len()
+                ))
+            })?,
+        };
+        let digest_text = entry.get_str("digest").ok_or_else(|| {
+            PluginError::invalid_input(format!(
+                "oci:{shown}: the chosen index.json entry has no digest"
+            ))
+        })?;
+        let digest = Digest::parse(&digest_text)
+            .map_err(|e| e.context(format!("oci:{shown}: index.json")))?;
+        Ok(OciSource {
+            root: root.clone(),
+            digest,
+            media_type: entry.get_str("mediaType").filter(|m| !m.is_empty()),
+        })
+    }
+
+    /// The digest of the chosen manifest.
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.digest
+    }
+}
+
+/// The media type a manifest without a descriptor media type declares or shows.
+fn guess_media_type(manifest: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(manifest).unwrap_or_default();
+    if let Some(m) = value.get("mediaType").and_then(|m| m.as_str()) {
+        if !m.is_empty() {
+            return m.to_string();
+        }
+    }
+    if value.get("manifests").is_some() {
+        media_types::OCI_INDEX.to_string()
+    } else {
+        media_types::OCI_MANIFEST.to_string()
+    }
+}
+
+impl Source for OciSource {
+    fn manifest(&self) -> Result<(Vec<u8>, String), PluginError> {
+        let file = blob_path(&self.root, &self.digest);
+        let bytes = std::fs::read(&file).map_err(|e| {
+            PluginError::from_io(
+                format!(
+                    "oci:{}: reading manifest {} ({})",
+                    self.root.display(),
+                    self.digest,
+                    file.display()
+                ),
+                e,
+            )
+        })?;
+        let media_type = match &self.media_type {
+            Some(m) => m.clone(),
+            None => guess_media_type(&bytes),
+        };
+        Ok((bytes, media_type))
+    }
+
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, PluginError> {
+        let digest =
+            Digest::parse(digest).map_err(|e| e.context(format!("oci:{}", self.root.display())))?;
+        let file = blob_path(&self.root, &digest);
+        match File::open(&file) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PluginError::not_found(format!(
+                "oci:{}: no blob {digest} (no file {})",
+                self.root.display(),
+                file.display()
+            ))),
+            Err(e) => Err(PluginError::from_io(
+                format!("opening {}", file.display()),
+                e,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_references() {
+        let r = OciSourceReference::parse("l:@2").unwrap();
+        assert_eq!(r.selector, Selector::Index(2));
+        let r = OciSourceReference::parse("l").unwrap();
+        assert_eq!(r.selector, Selector::Only);
+        let r = OciSourceReference::parse("l:a/b:c").unwrap();
+        assert_eq!(r.selector, Selector::Name("a/b:c".into()));
+        for bad in ["", ":x", "l:@x", "l:-a"] {
+            let err = OciSourceReference::parse(bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+}
