@@ -12,10 +12,12 @@
 
 pub mod destination;
 pub mod reference;
+pub mod source;
 
 pub use destination::DockerArchiveDestination;
 pub use kpod_docker_archive_writer::{ArchiveWriter, ManifestItem, MAX_CONFIG_SIZE};
 pub use reference::ArchiveReference;
+pub use source::{ArchiveSourceReference, DockerArchiveSource};
 
 use kpod_plugin_sdk::prelude::*;
 
@@ -43,6 +45,15 @@ impl Plugin for DockerArchivePlugin {
         check_transport(transport)?;
         let reference = ArchiveReference::parse(reference)?;
         Ok(Box::new(DockerArchiveDestination::open(&reference)?))
+    }
+
+    fn open_source(
+        transport: &str,
+        reference: &str,
+        _options: &PushOptions,
+    ) -> Result<Box<dyn Source>, PluginError> {
+        check_transport(transport)?;
+        Ok(Box::new(source::open(reference)?))
     }
 }
 

@@ -2,7 +2,7 @@
 //! read the archives it writes. A missing peer fails the test with the
 //! package to install.
 
-use kpod_plugin_docker_archive::{ArchiveReference, DockerArchiveDestination};
+use kpod_plugin_docker_archive::{ArchiveReference, DockerArchiveDestination, DockerArchivePlugin};
 use kpod_plugin_sdk::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -318,4 +318,198 @@ fn the_archive_is_byte_identical_to_skopeos() {
             at / 512 * 512
         );
     }
+}
+
+/// The files of a (small) tar archive, by name.
+fn tar_files(archive: &Path) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut files = std::collections::HashMap::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        files.insert(name, data);
+    }
+    files
+}
+
+/// Reads every blob the manifest names through `source` and checks its digest
+/// and size against the manifest; returns the layer digests.
+fn check_blobs(source: &dyn Source, manifest: &serde_json::Value) -> Vec<String> {
+    let mut descriptors = vec![manifest["config"].clone()];
+    descriptors.extend(manifest["layers"].as_array().unwrap().iter().cloned());
+    for descriptor in &descriptors {
+        let digest = descriptor["digest"].as_str().unwrap();
+        let mut reader = DigestingReader::new(source.open_blob(digest).unwrap());
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(reader.digest().as_str(), digest);
+        assert_eq!(reader.count(), descriptor["size"].as_u64().unwrap());
+    }
+    descriptors[1..]
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn open_source(reference: &str) -> Result<Box<dyn Source>, PluginError> {
+    DockerArchivePlugin::open_source("docker-archive", reference, &PushOptions::default())
+}
+
+/// skopeo writes `docker-archive:<tmp>/theirs.tar:example.com/a:1` from a dir:
+/// layout of [`image_parts`]; returns the archive's path.
+fn archive_by_skopeo(tmp: &Path) -> PathBuf {
+    require_tool("skopeo", "skopeo");
+    let (layers, config, manifest) = image_parts();
+    let source = tmp.join("source");
+    write_dir_layout(&source, &layers, &config, &manifest);
+    let archive = tmp.join("theirs.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("dir:{}", source.display()))
+            .arg(format!(
+                "docker-archive:{}:example.com/a:1",
+                archive.display()
+            )),
+    );
+    archive
+}
+
+#[test]
+fn the_source_reads_what_skopeo_wrote_into_an_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = archive_by_skopeo(tmp.path());
+    let files = tar_files(&archive);
+    let items: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let item = &items[0];
+    let config = &files[item["Config"].as_str().unwrap()];
+    let layer_digests: Vec<String> = item["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| Digest::of(&files[l.as_str().unwrap()]).to_string())
+        .collect();
+    assert_eq!(layer_digests.len(), 2);
+
+    let a = archive.display();
+    for reference in [
+        a.to_string(),
+        format!("{a}:example.com/a:1"),
+        format!("{a}:@0"),
+    ] {
+        let source = open_source(&reference).unwrap();
+        let (bytes, media_type) = source.manifest().unwrap();
+        assert_eq!(media_type, media_types::DOCKER_V2S2_MANIFEST);
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(manifest["schemaVersion"], 2);
+        assert_eq!(manifest["mediaType"], media_types::DOCKER_V2S2_MANIFEST);
+        assert_eq!(manifest["config"]["mediaType"], media_types::DOCKER_CONFIG);
+        assert_eq!(manifest["config"]["digest"], Digest::of(config).as_str());
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(layer["mediaType"], media_types::DOCKER_LAYER);
+        }
+        assert_eq!(check_blobs(&*source, &manifest), layer_digests);
+        assert!(source.signatures().unwrap().is_empty());
+    }
+
+    // containers/image's own source for the archive names the same blobs.
+    let raw =
+        run_ok(Command::new("skopeo").args(["inspect", "--raw", &format!("docker-archive:{a}")]));
+    let theirs: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(theirs["config"]["digest"], Digest::of(config).as_str());
+    let their_layers: Vec<String> = theirs["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(their_layers, layer_digests);
+}
+
+/// Rewrites `archive` as `out` with a second image (same files) tagged
+/// `example.com/b:2` in its manifest.json.
+fn two_image_archive(archive: &Path, out: &Path) {
+    let files = tar_files(archive);
+    let mut items: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let mut second = items[0].clone();
+    second["RepoTags"] = serde_json::json!(["example.com/b:2"]);
+    // Its first layer through a symbolic link, as docker save writes
+    // repeated layers.
+    let first_layer = second["Layers"][0].as_str().unwrap().to_string();
+    second["Layers"][0] = serde_json::json!("linked/layer.tar");
+    items.as_array_mut().unwrap().push(second);
+    let mut builder = tar::Builder::new(std::fs::File::create(out).unwrap());
+    let mut names: Vec<&String> = files.keys().collect();
+    names.sort();
+    for name in names {
+        let data = if name == "manifest.json" {
+            serde_json::to_vec(&items).unwrap()
+        } else {
+            files[name].clone()
+        };
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_mode(0o777);
+    header.set_size(0);
+    builder
+        .append_link(&mut header, "linked/layer.tar", format!("../{first_layer}"))
+        .unwrap();
+    builder.finish().unwrap();
+}
+
+fn one_line_error(reference: &str, kind: ErrorKind, needle: &str) {
+    let err = open_source(reference)
+        .err()
+        .unwrap_or_else(|| panic!("{reference} should be refused"));
+    assert_eq!(err.kind, kind, "{reference}: {err}");
+    assert!(err.message.contains(needle), "{reference}: {err}");
+    assert!(!err.message.contains('\n'), "{reference}: {err}");
+}
+
+#[test]
+fn the_source_chooses_among_images_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = archive_by_skopeo(tmp.path());
+    let two = tmp.path().join("two.tar");
+    two_image_archive(&archive, &two);
+    let t = two.display();
+    for reference in [format!("{t}:example.com/b:2"), format!("{t}:@1")] {
+        let source = open_source(&reference).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&source.manifest().unwrap().0).unwrap();
+        assert_eq!(check_blobs(&*source, &manifest).len(), 2);
+    }
+    one_line_error(&t.to_string(), ErrorKind::InvalidInput, "holds 2 images");
+    one_line_error(
+        &format!("{t}:example.com/c:3"),
+        ErrorKind::NotFound,
+        "no image tagged example.com/c:3",
+    );
+    one_line_error(&format!("{t}:@2"), ErrorKind::NotFound, "no image @2");
+    one_line_error(&format!("{t}:@x"), ErrorKind::InvalidInput, "@x");
+
+    let missing = tmp.path().join("missing.tar");
+    one_line_error(
+        &missing.display().to_string(),
+        ErrorKind::NotFound,
+        "missing.tar",
+    );
+    let not_tar = tmp.path().join("not.tar");
+    std::fs::write(&not_tar, "just text, not an archive\n").unwrap();
+    let err = open_source(&not_tar.display().to_string()).err().unwrap();
+    assert!(err.message.contains("not.tar"), "{err}");
+    assert!(!err.message.contains('\n'), "{err}");
+
+    let source = open_source(&archive.display().to_string()).unwrap();
+    let absent = Digest::of(b"not in the archive");
+    let err = source.open_blob(absent.as_str()).err().unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(err.message.contains(absent.as_str()), "{err}");
+    assert!(!err.message.contains('\n'), "{err}");
 }
