@@ -5,7 +5,9 @@
 //! `docker-archive:PATH` the only one. The source presents a Docker v2s2
 //! manifest built from the image's config and layer files; each layer's
 //! digest is the sha256 of its file in the archive, computed by streaming
-//! through the tar entry once at open. A blob is read by seeking to its entry.
+//! through the tar entry once at open; an uncompressed layer whose digest is
+//! not the config's diff ID is refused then. A blob is read by seeking to its
+//! entry.
 
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
@@ -239,6 +241,27 @@ fn layer_media_type(head: &[u8]) -> &'static str {
     }
 }
 
+/// Whether the first bytes are zstd's magic number (only the start is checked).
+fn is_zstd(head: &[u8]) -> bool {
+    head.starts_with(&[0x28, 0xb5])
+}
+
+/// The config's `rootfs.diff_ids`.
+fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    struct RootFs {
+        #[serde(default)]
+        diff_ids: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct Config {
+        rootfs: Option<RootFs>,
+    }
+    let config: Config =
+        serde_json::from_slice(config).map_err(|e| format!("not a valid image config: {e}"))?;
+    Ok(config.rootfs.map(|r| r.diff_ids).unwrap_or_default())
+}
+
 impl DockerArchiveSource {
     /// Indexes the archive, chooses the image, reads its config and digests
     /// every layer file (streaming); errors name the archive and the reason.
@@ -276,10 +299,20 @@ impl DockerArchiveSource {
             &format!("{shown}: config {}", item.config),
         )?;
         let config_digest = Digest::of(&config);
+        let diff_ids = diff_ids(&config).map_err(|why| {
+            PluginError::invalid_input(format!("{shown}: config {}: {why}", item.config))
+        })?;
+        if diff_ids.len() != item.layers.len() {
+            return Err(PluginError::invalid_input(format!(
+                "{shown}: the image lists {} layer files but its config {} diff IDs",
+                item.layers.len(),
+                diff_ids.len()
+            )));
+        }
 
         let mut layers = HashMap::new();
         let mut descriptors = Vec::new();
-        for name in &item.layers {
+        for (name, diff_id) in item.layers.iter().zip(&diff_ids) {
             let span = find(&entries, name, &shown)?;
             let what = format!("{shown}: layer {name}");
             let reader = open_span(&file, span).map_err(|e| PluginError::from_io(&what, e))?;
@@ -302,8 +335,19 @@ impl DockerArchiveSource {
                 )));
             }
             let digest = reader.digest();
+            let media_type = layer_media_type(&head[..got]);
+            // An uncompressed layer is its own diff ID; say so now rather
+            // than after the pull has stored it.
+            if media_type == media_types::DOCKER_LAYER
+                && !is_zstd(&head[..got])
+                && digest.as_str() != diff_id
+            {
+                return Err(PluginError::integrity(format!(
+                    "{what}: its sha256 is {digest} but the config says {diff_id}"
+                )));
+            }
             descriptors.push(Descriptor {
-                media_type: layer_media_type(&head[..got]),
+                media_type,
                 size: span.size,
                 digest: digest.to_string(),
             });

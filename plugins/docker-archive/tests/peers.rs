@@ -494,6 +494,30 @@ fn the_source_chooses_among_images_and_refuses_bad_input() {
     one_line_error(&format!("{t}:@2"), ErrorKind::NotFound, "no image @2");
     one_line_error(&format!("{t}:@x"), ErrorKind::InvalidInput, "@x");
 
+    // A layer file that is not what the config says.
+    let files = tar_files(&archive);
+    let items: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let layer_name = items[0]["Layers"][1].as_str().unwrap().to_string();
+    let tampered = tmp.path().join("tampered.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&tampered).unwrap());
+    for (name, data) in &files {
+        let data = if *name == layer_name {
+            layer("b", "not the second layer\n")
+        } else {
+            data.clone()
+        };
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    builder.finish().unwrap();
+    one_line_error(
+        &tampered.display().to_string(),
+        ErrorKind::Integrity,
+        &format!("layer {layer_name}: its sha256 is"),
+    );
+
     let missing = tmp.path().join("missing.tar");
     one_line_error(
         &missing.display().to_string(),
