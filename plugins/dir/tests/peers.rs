@@ -290,3 +290,38 @@ fn the_source_refuses_bad_input_in_one_line() {
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
     assert!(source.signatures().unwrap().is_empty());
 }
+
+#[test]
+fn the_source_works_through_the_plugin_abi() {
+    use kpod_plugin_sdk::host::PluginHandle;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let signature = b"opaque signature".to_vec();
+    let (layer, manifest) = push(
+        &src,
+        media_types::OCI_MANIFEST,
+        std::slice::from_ref(&signature),
+    );
+    let handle = PluginHandle::new(kpod_plugin_sdk::export::root_module::<DirPlugin>());
+    assert!(handle.has_source_entry_point());
+    let source = handle
+        .open_source("dir", &src.display().to_string(), &PushOptions::default())
+        .unwrap();
+    assert_eq!(
+        source.manifest().unwrap(),
+        (manifest, media_types::OCI_MANIFEST.to_string())
+    );
+    assert_eq!(source.signatures().unwrap(), vec![signature]);
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(
+        &mut source.open_blob(Digest::of(&layer).as_str()).unwrap(),
+        &mut read,
+    )
+    .unwrap();
+    assert_eq!(read, layer);
+    let err = source
+        .open_blob(Digest::of(b"absent").as_str())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}
