@@ -335,3 +335,37 @@ fn the_source_refuses_bad_input_in_one_line() {
     let err = source.open_blob("md5:abc").err().unwrap();
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
 }
+
+#[test]
+fn the_source_works_through_the_plugin_abi() {
+    use kpod_plugin_sdk::host::PluginHandle;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("layout");
+    let digest = push(&root, Some("t"), "through the ABI\n");
+    let handle = PluginHandle::new(kpod_plugin_sdk::export::root_module::<OciPlugin>());
+    assert!(handle.has_source_entry_point());
+    let source = handle
+        .open_source(
+            "oci",
+            &format!("{}:t", root.display()),
+            &PushOptions::default(),
+        )
+        .unwrap();
+    let (bytes, media_type) = source.manifest().unwrap();
+    assert_eq!(media_type, media_types::OCI_MANIFEST);
+    assert_eq!(Digest::of(&bytes), digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let mut reader = DigestingReader::new(source.open_blob(layer).unwrap());
+    std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+    assert_eq!(reader.digest().as_str(), layer);
+    let err = handle
+        .open_source(
+            "oci",
+            &format!("{}:nope", root.display()),
+            &PushOptions::default(),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}
