@@ -537,3 +537,41 @@ fn the_source_chooses_among_images_and_refuses_bad_input() {
     assert!(err.message.contains(absent.as_str()), "{err}");
     assert!(!err.message.contains('\n'), "{err}");
 }
+
+#[test]
+fn the_source_works_through_the_plugin_abi() {
+    use kpod_plugin_sdk::host::PluginHandle;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = archive_by_skopeo(tmp.path());
+    let handle = PluginHandle::new(kpod_plugin_sdk::export::root_module::<DockerArchivePlugin>());
+    assert!(handle.has_source_entry_point());
+    let source = handle
+        .open_source(
+            "docker-archive",
+            &format!("{}:example.com/a:1", archive.display()),
+            &PushOptions::default(),
+        )
+        .unwrap();
+    let (bytes, media_type) = source.manifest().unwrap();
+    assert_eq!(media_type, media_types::DOCKER_V2S2_MANIFEST);
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut descriptors = vec![manifest["config"].clone()];
+    descriptors.extend(manifest["layers"].as_array().unwrap().iter().cloned());
+    for descriptor in &descriptors {
+        let digest = descriptor["digest"].as_str().unwrap();
+        let mut reader = DigestingReader::new(source.open_blob(digest).unwrap());
+        std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+        assert_eq!(reader.digest().as_str(), digest);
+        assert_eq!(reader.count(), descriptor["size"].as_u64().unwrap());
+    }
+    let err = source
+        .open_blob(Digest::of(b"absent").as_str())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    let err = handle
+        .open_source("docker-archive", "", &PushOptions::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+}
