@@ -148,7 +148,13 @@ fn tree_snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
 
 #[test]
 fn dir_push_is_read_by_skopeo_with_the_stored_diff_ids() {
-    let fx = fixture("vfs");
+    for driver in ["vfs", "overlay"] {
+        dir_push_from(driver);
+    }
+}
+
+fn dir_push_from(driver: &str) {
+    let fx = fixture(driver);
     let out_dir = tempfile::tempdir().unwrap();
     let dest = out_dir.path().join("img");
     let out = fx.push_ok(&[IMAGE, &format!("dir:{}", dest.display())]);
@@ -173,7 +179,13 @@ fn dir_push_is_read_by_skopeo_with_the_stored_diff_ids() {
 
 #[test]
 fn oci_push_unpacks_with_umoci_to_the_expected_tree() {
-    let fx = fixture("vfs");
+    for driver in ["vfs", "overlay"] {
+        oci_push_from(driver);
+    }
+}
+
+fn oci_push_from(driver: &str) {
+    let fx = fixture(driver);
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     fx.push_ok(&[IMAGE, &format!("oci:{}:tricky", layout.display())]);
@@ -226,7 +238,13 @@ fn oci_push_unpacks_with_umoci_to_the_expected_tree() {
 
 #[test]
 fn docker_archive_push_is_read_by_skopeo() {
-    let fx = fixture("vfs");
+    for driver in ["vfs", "overlay"] {
+        docker_archive_push_from(driver);
+    }
+}
+
+fn docker_archive_push_from(driver: &str) {
+    let fx = fixture(driver);
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("img.tar");
     fx.push_ok(&[
