@@ -7,7 +7,8 @@
 //! digest is the sha256 of its file in the archive, computed by streaming
 //! through the tar entry once at open; an uncompressed layer whose digest is
 //! not the config's diff ID is refused then. A blob is read by seeking to its
-//! entry.
+//! entry. A gzip-compressed archive, or one read from a pipe (standard
+//! input), is first copied (decompressed) into an anonymous temporary file.
 
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
@@ -15,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The largest `manifest.json` accepted in an archive.
 const MAX_ARCHIVE_MANIFEST_SIZE: u64 = 16 << 20;
@@ -123,6 +126,7 @@ struct V2s2<'a> {
 #[derive(Debug)]
 pub struct DockerArchiveSource {
     path: PathBuf,
+    file: Arc<File>,
     config: Vec<u8>,
     config_digest: Digest,
     layers: HashMap<Digest, Span>,
@@ -206,7 +210,7 @@ fn find(entries: &HashMap<String, Entry>, name: &str, shown: &str) -> Result<Spa
     )))
 }
 
-fn read_span(file: &File, span: Span, limit: u64, what: &str) -> Result<Vec<u8>, PluginError> {
+fn read_span(file: &Arc<File>, span: Span, limit: u64, what: &str) -> Result<Vec<u8>, PluginError> {
     if span.size > limit {
         return Err(PluginError::invalid_input(format!(
             "{what} is {} bytes, more than the {limit} accepted",
@@ -226,10 +230,85 @@ fn read_span(file: &File, span: Span, limit: u64, what: &str) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
-fn open_span(file: &File, span: Span) -> io::Result<io::Take<File>> {
-    let mut file = file.try_clone()?;
-    file.seek(SeekFrom::Start(span.offset))?;
-    Ok(file.take(span.size))
+fn open_span(file: &Arc<File>, span: Span) -> io::Result<SpanReader> {
+    Ok(SpanReader {
+        file: Arc::clone(file),
+        position: span.offset,
+        end: span.offset + span.size,
+    })
+}
+
+/// Reads one entry's data with positioned reads, so that several blobs can be
+/// read at once from one open file.
+#[derive(Debug)]
+struct SpanReader {
+    file: Arc<File>,
+    position: u64,
+    end: u64,
+}
+
+impl Read for SpanReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.position);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.position)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends inside this entry",
+            ));
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens the archive as a seekable file: a regular uncompressed file as is; a
+/// gzip-compressed one, or a pipe or device (e.g. standard input), copied
+/// (decompressed) into an anonymous temporary file first, as
+/// containers/image does.
+fn open_archive(path: &Path, shown: &str) -> Result<File, PluginError> {
+    let mut file = File::open(path).map_err(|e| PluginError::from_io(shown, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| PluginError::from_io(shown, e))?;
+    if meta.is_dir() {
+        return Err(PluginError::invalid_input(format!(
+            "{shown}: a directory, not an archive file"
+        )));
+    }
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(PluginError::from_io(format!("reading {shown}"), e)),
+        }
+    }
+    let gzip = head[..got] == [0x1f, 0x8b];
+    if meta.is_file() && !gzip {
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| PluginError::from_io(format!("reading {shown}"), e))?;
+        return Ok(file);
+    }
+    let stream = io::Cursor::new(head[..got].to_vec()).chain(file);
+    let mut spool = tempfile::tempfile()
+        .map_err(|e| PluginError::from_io(format!("{shown}: creating a temporary file"), e))?;
+    let copied = if gzip {
+        io::copy(&mut flate2::read::MultiGzDecoder::new(stream), &mut spool)
+    } else {
+        io::copy(&mut { stream }, &mut spool)
+    };
+    copied.map_err(|e| PluginError::from_io(format!("{shown}: reading the archive"), e))?;
+    spool
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| PluginError::from_io(format!("{shown}: temporary file"), e))?;
+    Ok(spool)
 }
 
 /// The layer media type for what the file's first bytes show.
@@ -268,12 +347,7 @@ impl DockerArchiveSource {
     pub fn open(reference: &ArchiveSourceReference) -> Result<Self, PluginError> {
         let path = &reference.path;
         let shown = format!("docker-archive:{}", path.display());
-        let file = File::open(path).map_err(|e| PluginError::from_io(&shown, e))?;
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(PluginError::invalid_input(format!(
-                "{shown}: a directory, not an archive file"
-            )));
-        }
+        let file = Arc::new(open_archive(path, &shown)?);
         let entries = index_archive(&file, &shown)?;
         let manifest_span = find(&entries, "manifest.json", &shown).map_err(|_| {
             PluginError::invalid_input(format!(
@@ -366,6 +440,7 @@ impl DockerArchiveSource {
         .map_err(|e| PluginError::other(format!("{shown}: encoding the manifest: {e}")))?;
         Ok(DockerArchiveSource {
             path: path.clone(),
+            file,
             config,
             config_digest,
             layers,
@@ -429,8 +504,7 @@ impl Source for DockerArchiveSource {
         let span = *self.layers.get(&digest).ok_or_else(|| {
             PluginError::not_found(format!("{shown}: no blob {digest} in this image"))
         })?;
-        let file = File::open(&self.path).map_err(|e| PluginError::from_io(&shown, e))?;
-        let reader = open_span(&file, span)
+        let reader = open_span(&self.file, span)
             .map_err(|e| PluginError::from_io(format!("{shown}: seeking to {digest}"), e))?;
         Ok(Box::new(reader))
     }

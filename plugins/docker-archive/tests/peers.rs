@@ -575,3 +575,41 @@ fn the_source_works_through_the_plugin_abi() {
         .unwrap();
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
 }
+
+/// The layer digests the source reads from `docker-archive:<reference>`,
+/// each blob checked against the manifest.
+fn layers_read(reference: &str) -> Vec<String> {
+    let source = open_source(reference).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&source.manifest().unwrap().0).unwrap();
+    check_blobs(&*source, &manifest)
+}
+
+#[test]
+fn the_source_reads_gzip_compressed_and_piped_archives() {
+    require_tool("gzip", "gzip");
+    require_tool("mkfifo", "coreutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = archive_by_skopeo(tmp.path());
+    let expected = layers_read(&archive.display().to_string());
+
+    let compressed = tmp.path().join("theirs.tar.gz");
+    let out = run_ok(Command::new("gzip").arg("-c").arg(&archive));
+    std::fs::write(&compressed, &out.stdout).unwrap();
+    assert_eq!(
+        layers_read(&format!("{}:example.com/a:1", compressed.display())),
+        expected
+    );
+
+    let fifo = tmp.path().join("pipe");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let writer = {
+        let (fifo, archive) = (fifo.clone(), archive.clone());
+        std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            std::io::copy(&mut std::fs::File::open(archive).unwrap(), &mut out).unwrap();
+        })
+    };
+    assert_eq!(layers_read(&fifo.display().to_string()), expected);
+    writer.join().unwrap();
+}
