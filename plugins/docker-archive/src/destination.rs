@@ -157,25 +157,7 @@ impl Destination for DockerArchiveDestination {
 
     fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
         let state = self.lock();
-        let Some(writer) = &state.writer else {
-            return Ok(None);
-        };
-        let mut wanted = vec![&query.blob];
-        if query.can_substitute {
-            wanted.extend(query.candidates.iter().map(|c| &c.blob));
-        }
-        for blob in wanted {
-            let Ok(digest) = Digest::parse(&blob.digest) else {
-                continue;
-            };
-            if let Some(size) = writer.blob_size(&digest) {
-                return Ok(Some(BlobInfo {
-                    size: size as i64,
-                    ..blob.clone()
-                }));
-            }
-        }
-        Ok(None)
+        Ok(state.writer.as_ref().and_then(|w| w.find_reusable(query)))
     }
 
     fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {

@@ -23,7 +23,7 @@
 //! streams the archive into the Engine's image load call.
 
 use kpod_plugin_sdk::reference::Reference;
-use kpod_plugin_sdk::{Digest, DigestingReader, PluginError};
+use kpod_plugin_sdk::{BlobInfo, Digest, DigestingReader, PluginError, ReuseQuery};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -81,6 +81,22 @@ impl<W: Write> ArchiveWriter<W> {
     /// The size of blob `digest` when it is already in the archive.
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
         self.blobs.get(digest).copied()
+    }
+
+    /// Answers a destination's `try_reuse_blob`: the blob (or, when the query
+    /// allows substitutes, a candidate) that is already in this archive.
+    pub fn find_reusable(&self, query: &ReuseQuery) -> Option<BlobInfo> {
+        let candidates = query.candidates.iter().map(|c| &c.blob);
+        let wanted =
+            std::iter::once(&query.blob).chain(candidates.filter(|_| query.can_substitute));
+        wanted.into_iter().find_map(|blob| {
+            let digest = Digest::parse(&blob.digest).ok()?;
+            let size = self.blob_size(&digest)?;
+            Some(BlobInfo {
+                size: size as i64,
+                ..blob.clone()
+            })
+        })
     }
 
     /// Streams an uncompressed layer tar of known `digest` and `size` into the
