@@ -2,16 +2,18 @@
 //! file next to the target, moved into place at commit.
 
 use crate::reference::ArchiveReference;
-use kpod_docker_archive_writer::{ArchiveWriter, MAX_CONFIG_SIZE};
+use kpod_docker_archive_writer::{incoming, ArchiveWriter};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
-use serde::Deserialize;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek};
+use std::io::{self, BufWriter, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use tempfile::NamedTempFile;
+
+/// The name in messages.
+const WHO: &str = "docker-archive";
 
 /// One push into `docker-archive:PATH[:NAME:TAG]`.
 ///
@@ -39,22 +41,6 @@ struct State {
     /// straight into a FIFO or device.
     tmp: Option<NamedTempFile>,
     image_added: bool,
-}
-
-/// The parts of a Docker v2s2 manifest the archive needs.
-#[derive(Deserialize)]
-struct ManifestV2 {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
 }
 
 impl DockerArchiveDestination {
@@ -118,28 +104,6 @@ impl DockerArchiveDestination {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Copies `stream` to an unnamed temporary file, returning it rewound
-    /// with the digest and size of its content.
-    fn spool(&self, stream: &mut dyn Read) -> Result<(File, Digest, u64), PluginError> {
-        let file = tempfile::tempfile_in(&self.spool_dir)
-            .map_err(|e| io_error("creating a spool file in", &self.spool_dir, e))?;
-        let mut out = DigestingWriter::new(BufWriter::with_capacity(1 << 20, file));
-        io::copy(stream, &mut out).map_err(|e| {
-            PluginError::from(e).context(format!(
-                "docker-archive: spooling a layer into {}",
-                self.spool_dir.display()
-            ))
-        })?;
-        let (digest, size) = (out.digest(), out.count());
-        let mut file = out
-            .into_inner()
-            .into_inner()
-            .map_err(|e| io_error("writing a spool file in", &self.spool_dir, e.into_error()))?;
-        file.rewind()
-            .map_err(|e| io_error("rewinding a spool file in", &self.spool_dir, e))?;
-        Ok((file, digest, size))
-    }
 }
 
 impl Destination for DockerArchiveDestination {
@@ -161,38 +125,9 @@ impl Destination for DockerArchiveDestination {
     }
 
     fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        // The digest of the bytes as sent: announced, or, for a layer sent
-        // uncompressed, its diff ID.
-        let expected = if !info.digest.is_empty() {
-            Some(Digest::parse(&info.digest)?)
-        } else if info.compression == CompressionAlgorithm::None
-            && !info.uncompressed_digest.is_empty()
-        {
-            Some(Digest::parse(&info.uncompressed_digest)?)
-        } else {
-            None
-        };
-        // The config is recognised by the flag, or by its media type.
-        let is_config = info.is_config
-            || info.media_type == media_types::DOCKER_CONFIG
-            || info.media_type == media_types::OCI_CONFIG;
-        let stored = if is_config {
-            let mut config = Vec::new();
-            stream
-                .take(MAX_CONFIG_SIZE + 1)
-                .read_to_end(&mut config)
-                .map_err(|e| PluginError::from(e).context("docker-archive: reading the config"))?;
-            if config.len() as u64 > MAX_CONFIG_SIZE {
-                return Err(PluginError::invalid_input(format!(
-                    "docker-archive: the config is larger than {MAX_CONFIG_SIZE} bytes"
-                )));
-            }
-            check_expected(
-                expected.as_ref(),
-                info,
-                &Digest::of(&config),
-                config.len() as u64,
-            )?;
+        let expected = incoming::announced_digest(info)?;
+        let stored = if incoming::is_config(info) {
+            let config = incoming::read_config(WHO, stream, expected.as_ref(), info)?;
             let mut state = self.lock();
             let digest = writer_of(&mut state)?.write_config(&config)?;
             (digest, config.len() as u64)
@@ -204,8 +139,8 @@ impl Destination for DockerArchiveDestination {
                     (digest, size)
                 }
                 _ => {
-                    let (mut file, digest, size) = self.spool(stream)?;
-                    check_expected(expected.as_ref(), info, &digest, size)?;
+                    let (mut file, digest, size) = incoming::spool(WHO, &self.spool_dir, stream)?;
+                    incoming::check_blob(WHO, expected.as_ref(), info, &digest, size)?;
                     let mut state = self.lock();
                     writer_of(&mut state)?.write_layer(&digest, size, &mut file)?;
                     (digest, size)
@@ -220,30 +155,7 @@ impl Destination for DockerArchiveDestination {
     }
 
     fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
-        if media_type != media_types::DOCKER_V2S2_MANIFEST {
-            return Err(PluginError::new(
-                ErrorKind::ManifestRejected,
-                format!(
-                    "docker-archive: manifest type {media_type:?} is not supported; an archive needs {}",
-                    media_types::DOCKER_V2S2_MANIFEST
-                ),
-            ));
-        }
-        let parsed: ManifestV2 = serde_json::from_slice(manifest).map_err(|e| {
-            PluginError::invalid_input(format!("docker-archive: parsing the manifest: {e}"))
-        })?;
-        if parsed.schema_version != 2 || parsed.media_type != media_types::DOCKER_V2S2_MANIFEST {
-            return Err(PluginError::new(
-                ErrorKind::ManifestRejected,
-                "docker-archive: the manifest is not a Docker schema 2 manifest",
-            ));
-        }
-        let config = Digest::parse(&parsed.config.digest)?;
-        let layers = parsed
-            .layers
-            .iter()
-            .map(|l| Digest::parse(&l.digest))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (config, layers) = incoming::parse_manifest(WHO, "an archive", manifest, media_type)?;
         let mut state = self.lock();
         writer_of(&mut state)?.add_image(&config, &layers, &self.repo_tags)?;
         state.image_added = true;
@@ -289,28 +201,6 @@ fn writer_of(state: &mut State) -> Result<&mut ArchiveWriter<BufWriter<File>>, P
         .writer
         .as_mut()
         .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))
-}
-
-/// Checks a blob's actual digest and size against what `info` announced.
-fn check_expected(
-    expected: Option<&Digest>,
-    info: &BlobInfo,
-    digest: &Digest,
-    size: u64,
-) -> Result<(), PluginError> {
-    if let Some(expected) = expected {
-        if expected != digest {
-            return Err(PluginError::integrity(format!(
-                "docker-archive: blob {expected}: the data has digest {digest}"
-            )));
-        }
-    }
-    match info.size() {
-        Some(want) if want != size => Err(PluginError::integrity(format!(
-            "docker-archive: blob {digest}: expected {want} bytes, got {size}"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn io_error(what: &str, path: &Path, err: io::Error) -> PluginError {

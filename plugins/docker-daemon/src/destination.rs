@@ -8,11 +8,10 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::ImportImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
-use kpod_docker_archive_writer::{ArchiveWriter, MAX_CONFIG_SIZE};
+use kpod_docker_archive_writer::{incoming, ArchiveWriter};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
-use serde::Deserialize;
-use std::io::{self, BufWriter, Read, Seek};
+use std::io::{BufWriter, Read};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -23,6 +22,9 @@ use tokio::task::JoinHandle;
 const LOAD_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a dropped push waits for the daemon to notice the abort.
 const ABORT_GRACE: Duration = Duration::from_secs(30);
+
+/// The name in messages.
+const WHO: &str = "docker-daemon";
 
 /// One push into `docker-daemon:NAME:TAG`.
 ///
@@ -45,22 +47,6 @@ struct State {
     /// The load request; `None` once its outcome has been collected.
     load: Option<JoinHandle<Result<Vec<String>, PluginError>>>,
     image_added: bool,
-}
-
-/// The parts of a Docker v2s2 manifest the archive needs.
-#[derive(Deserialize)]
-struct ManifestV2 {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
 }
 
 impl DaemonDestination {
@@ -142,32 +128,6 @@ impl DaemonDestination {
             ))),
         }
     }
-
-    /// Copies `stream` to an unnamed temporary file, returning it rewound
-    /// with the digest and size of its content.
-    fn spool(stream: &mut dyn Read) -> Result<(std::fs::File, Digest, u64), PluginError> {
-        let dir = std::env::temp_dir();
-        let file = tempfile::tempfile_in(&dir).map_err(|e| {
-            PluginError::from_io(
-                format!("docker-daemon: creating a spool file in {}", dir.display()),
-                e,
-            )
-        })?;
-        let mut out = DigestingWriter::new(BufWriter::with_capacity(1 << 20, file));
-        io::copy(stream, &mut out).map_err(|e| {
-            PluginError::from_io(
-                format!("docker-daemon: spooling a layer into {}", dir.display()),
-                e,
-            )
-        })?;
-        let (digest, size) = (out.digest(), out.count());
-        let mut file = out.into_inner().into_inner().map_err(|e| {
-            PluginError::from_io("docker-daemon: writing a spool file", e.into_error())
-        })?;
-        file.rewind()
-            .map_err(|e| PluginError::from_io("docker-daemon: rewinding a spool file", e))?;
-        Ok((file, digest, size))
-    }
 }
 
 /// Sends the archive from `body` to the daemon's image load endpoint and
@@ -248,39 +208,21 @@ impl Destination for DaemonDestination {
     }
 
     fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        let expected = if info.digest.is_empty() {
-            None
-        } else {
-            Some(Digest::parse(&info.digest)?)
-        };
-        let (digest, size) = if info.is_config {
-            let mut config = Vec::new();
-            stream
-                .take(MAX_CONFIG_SIZE + 1)
-                .read_to_end(&mut config)
-                .map_err(|e| PluginError::from(e).context("docker-daemon: reading the config"))?;
-            if config.len() as u64 > MAX_CONFIG_SIZE {
-                return Err(PluginError::invalid_input(format!(
-                    "docker-daemon: the config is larger than {MAX_CONFIG_SIZE} bytes"
-                )));
-            }
-            check_expected(
-                expected.as_ref(),
-                info,
-                &Digest::of(&config),
-                config.len() as u64,
-            )?;
+        let expected = incoming::announced_digest(info)?;
+        let (digest, size) = if incoming::is_config(info) {
+            let config = incoming::read_config(WHO, stream, expected.as_ref(), info)?;
             let digest = self.with_writer(|w| w.write_config(&config))?;
             (digest, config.len() as u64)
         } else {
-            match (expected, info.size()) {
+            match (expected.clone(), info.size()) {
                 (Some(digest), Some(size)) => {
                     self.with_writer(|w| w.write_layer(&digest, size, stream))?;
                     (digest, size)
                 }
                 _ => {
-                    let (mut file, digest, size) = Self::spool(stream)?;
-                    check_expected(None, info, &digest, size)?;
+                    let (mut file, digest, size) =
+                        incoming::spool(WHO, &std::env::temp_dir(), stream)?;
+                    incoming::check_blob(WHO, expected.as_ref(), info, &digest, size)?;
                     self.with_writer(|w| w.write_layer(&digest, size, &mut file))?;
                     (digest, size)
                 }
@@ -295,30 +237,7 @@ impl Destination for DaemonDestination {
     }
 
     fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
-        if media_type != media_types::DOCKER_V2S2_MANIFEST {
-            return Err(PluginError::new(
-                ErrorKind::ManifestRejected,
-                format!(
-                    "docker-daemon: manifest type {media_type:?} is not supported; docker load needs {}",
-                    media_types::DOCKER_V2S2_MANIFEST
-                ),
-            ));
-        }
-        let parsed: ManifestV2 = serde_json::from_slice(manifest).map_err(|e| {
-            PluginError::invalid_input(format!("docker-daemon: parsing the manifest: {e}"))
-        })?;
-        if parsed.schema_version != 2 || parsed.media_type != media_types::DOCKER_V2S2_MANIFEST {
-            return Err(PluginError::new(
-                ErrorKind::ManifestRejected,
-                "docker-daemon: the manifest is not a Docker schema 2 manifest",
-            ));
-        }
-        let config = Digest::parse(&parsed.config.digest)?;
-        let layers = parsed
-            .layers
-            .iter()
-            .map(|l| Digest::parse(&l.digest))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (config, layers) = incoming::parse_manifest(WHO, "docker load", manifest, media_type)?;
         let tags = [self.reference.clone()];
         self.with_writer(|w| w.add_image(&config, &layers, &tags))?;
         self.lock().image_added = true;
@@ -398,27 +317,5 @@ impl Drop for DaemonDestination {
                 .runtime
                 .block_on(async { tokio::time::timeout(ABORT_GRACE, handle).await });
         }
-    }
-}
-
-/// Checks a blob's actual digest and size against what `info` announced.
-fn check_expected(
-    expected: Option<&Digest>,
-    info: &BlobInfo,
-    digest: &Digest,
-    size: u64,
-) -> Result<(), PluginError> {
-    if let Some(expected) = expected {
-        if expected != digest {
-            return Err(PluginError::integrity(format!(
-                "docker-daemon: blob {expected}: the data has digest {digest}"
-            )));
-        }
-    }
-    match info.size() {
-        Some(want) if want != size => Err(PluginError::integrity(format!(
-            "docker-daemon: blob {digest}: expected {want} bytes, got {size}"
-        ))),
-        _ => Ok(()),
     }
 }

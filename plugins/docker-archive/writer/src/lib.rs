@@ -22,6 +22,8 @@
 //! first if not). The same writer serves the `docker-daemon:` transport, which
 //! streams the archive into the Engine's image load call.
 
+pub mod incoming;
+
 use kpod_plugin_sdk::reference::Reference;
 use kpod_plugin_sdk::{BlobInfo, Digest, DigestingReader, PluginError, ReuseQuery};
 use serde::Serialize;
