@@ -49,7 +49,7 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> R
         }),
         remove_signatures: args.remove_signatures,
         jobs: args.jobs.unwrap_or(0) as usize,
-        blob_info_cache: Some(cache.clone()),
+        blob_info_cache: Some(cache),
         destination_scope: format!("{}:{reference}", dest.transport),
         ..CopyOptions::default()
     };
@@ -80,9 +80,6 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> R
             }
         }
     };
-    if let Err(err) = cache.save() {
-        log::warn!("could not save the blob-info cache: {err}");
-    }
     if let Some(path) = &args.digestfile {
         std::fs::write(path, &report.manifest_digest)
             .with_context(|| format!("writing --digestfile {}", path.display()))?;
