@@ -4,33 +4,9 @@
 
 use kpod_plugin_oci::{OciDestination, OciPlugin, OciReference};
 use kpod_plugin_sdk::prelude::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Fails unless `program` is on PATH, naming the Debian package.
-fn require_tool(program: &str, package: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(program))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or_else(|| panic!("{program} is required by this test: apt-get install {package}"))
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use kpod_test_support::{require_tool, run_ok};
+use std::path::Path;
+use std::process::Command;
 
 /// A one-layer OCI image whose `/etc/hello` holds `text`, with a symbolic
 /// link `/etc/link` -> `hello`: (layer tar, config, manifest).

@@ -1,0 +1,48 @@
+//! Helpers shared by every kpod test: requiring a real peer program and
+//! running commands.
+//!
+//! This crate depends on no plugin, so plugin crates can use it as a
+//! dev-dependency (they cannot use `kpod-tests`, which links other plugin
+//! rlibs and so would duplicate their exported symbols).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Fails the test unless `program` is on PATH, naming the Debian package that
+/// provides it. A missing peer never lets a test pass.
+pub fn require_tool(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => path,
+        None => panic!("{program} is required by this test: apt-get install {package}"),
+    }
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// stderr of an output, as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout of an output, as text.
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
