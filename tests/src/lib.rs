@@ -8,6 +8,7 @@
 pub mod dockerd;
 pub mod fixtures;
 pub mod registry;
+pub mod skopeo;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,5 +96,3 @@ pub fn kpod() -> Command {
     );
     cmd
 }
-
-pub mod skopeo;

@@ -10,7 +10,8 @@ use kpod_core::plugin_host::PluginSet;
 use kpod_core::{compress::CompressionFormat, Error};
 use kpod_plugin_sdk::{media_types, PushOptions};
 use kpod_tests::fixtures::{load_into_store, pseudo_random, tricky_oci_layout, OciLayout, Store};
-use kpod_tests::{dist_plugin_dir, require_tool, run_ok, stdout_of};
+use kpod_tests::skopeo::{copy_verifies, diff_ids, inspect, layer_media_types};
+use kpod_tests::{dist_plugin_dir, require_tool, run_ok};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -46,37 +47,6 @@ fn push(
     let image = storage.resolve_image(name)?;
     let source = storage.stored_image(&image);
     copy_image(&source, &mut dest, opts, &NoProgress)
-}
-
-fn skopeo() -> Command {
-    let mut cmd = Command::new(require_tool("skopeo", "skopeo"));
-    cmd.arg("--insecure-policy");
-    cmd
-}
-
-fn inspect(reference: &str, what: &[&str]) -> Value {
-    let out = run_ok(skopeo().arg("inspect").args(what).arg(reference));
-    serde_json::from_str(&stdout_of(&out)).unwrap()
-}
-
-/// `skopeo copy` into a fresh OCI layout, which verifies every blob's digest.
-fn verify_by_copy(reference: &str, scratch: &Path) {
-    let target = scratch.join(format!("verify-{}", reference.len()));
-    let _ = std::fs::remove_dir_all(&target);
-    run_ok(
-        skopeo()
-            .args(["copy", "-q", reference])
-            .arg(format!("oci:{}:v", target.display())),
-    );
-}
-
-fn layer_types(manifest: &Value) -> Vec<String> {
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["mediaType"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn tricky_store(scratch: &Path) -> (OciLayout, Store) {
@@ -125,17 +95,11 @@ fn storage_image_through_each_plugin() {
     ] {
         let reference = format!("oci:{}:{tag}", oci.display());
         let manifest = inspect(&reference, &["--raw"]);
-        assert_eq!(layer_types(&manifest), vec![layer_type; 3], "{tag}");
+        assert_eq!(layer_media_types(&manifest), vec![layer_type; 3], "{tag}");
         let config = inspect(&reference, &["--config", "--raw"]);
-        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(diff_ids, layout.diff_ids, "{tag}");
+        assert_eq!(diff_ids(&config), layout.diff_ids, "{tag}");
         assert_eq!(report.config_digest, layout.config_digest);
-        verify_by_copy(&reference, scratch.path());
+        copy_verifies(&reference);
         // Loading into a fresh store decompresses every layer and checks it
         // against the config's diff IDs.
         let fresh = Store::new("vfs");
@@ -188,14 +152,14 @@ fn storage_image_through_each_plugin() {
     let reference = format!("dir:{}", dir.display());
     let manifest = inspect(&reference, &["--raw"]);
     assert!(
-        layer_types(&manifest)
+        layer_media_types(&manifest)
             .iter()
             .all(|t| t == media_types::OCI_LAYER || t == media_types::DOCKER_LAYER),
         "{manifest}"
     );
     let digests: Vec<String> = report.layers.iter().map(|l| l.digest.clone()).collect();
     assert_eq!(digests, layout.diff_ids);
-    verify_by_copy(&reference, scratch.path());
+    copy_verifies(&reference);
 
     // docker-archive: Docker schema 2 with uncompressed layers.
     let archive = scratch.path().join("image.tar");
@@ -220,7 +184,7 @@ fn storage_image_through_each_plugin() {
         config["rootfs"]["diff_ids"].as_array().unwrap().len(),
         layout.diff_ids.len()
     );
-    verify_by_copy(&reference, scratch.path());
+    copy_verifies(&reference);
 }
 
 #[test]
@@ -316,8 +280,8 @@ fn a_corrupt_layer_leaves_earlier_pushes_untouched() {
         dir_manifest
     );
     assert_eq!(std::fs::read(oci.join("index.json")).unwrap(), index);
-    verify_by_copy(&dir_ref, scratch.path());
-    verify_by_copy(&format!("oci:{}:one", oci.display()), scratch.path());
+    copy_verifies(&dir_ref);
+    copy_verifies(&format!("oci:{}:one", oci.display()));
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

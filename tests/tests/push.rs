@@ -5,6 +5,9 @@
 use kpod_tests::fixtures::{
     load_into_store, tricky_layers, tricky_oci_layout, write_oci_layout, GpgKey, OciLayout, Store,
 };
+use kpod_tests::skopeo::{
+    copy_verifies, diff_ids, inspect_config, inspect_raw, layer_media_types, skopeo,
+};
 use kpod_tests::{kpod, require_tool, run_ok, stderr_of, stdout_of, test_plugin};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -62,51 +65,6 @@ impl Fixture {
         );
         out
     }
-}
-
-fn skopeo() -> Command {
-    require_tool("skopeo", "skopeo");
-    let mut cmd = Command::new("skopeo");
-    cmd.arg("--insecure-policy");
-    cmd
-}
-
-fn inspect_raw(reference: &str) -> Value {
-    let out = run_ok(skopeo().args(["inspect", "--raw", reference]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn inspect_config(reference: &str) -> Value {
-    let out = run_ok(skopeo().args(["inspect", "--config", "--raw", reference]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `skopeo copy` into a fresh oci: layout, which verifies every blob digest.
-fn copy_verifies(reference: &str) {
-    let out = tempfile::tempdir().unwrap();
-    run_ok(
-        skopeo()
-            .args(["copy", "-q", reference])
-            .arg(format!("oci:{}:check", out.path().display())),
-    );
-}
-
-fn diff_ids(config: &Value) -> Vec<String> {
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn layer_media_types(manifest: &Value) -> Vec<String> {
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["mediaType"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn one_error_line(out: &Output) -> String {
