@@ -125,6 +125,22 @@ impl<'a> StoredImage<'a> {
     }
 
     /// The image's layers with their records, base first.
+    /// The diff digest of `layer`; a layer without one is a storage error.
+    fn diff_digest(&self, layer: &ChainLayer) -> Result<String> {
+        layer
+            .record
+            .diff_digest
+            .clone()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                Error::Storage(format!(
+                    "{}: layer {} has no diff digest",
+                    self.image.describe(),
+                    layer.record.id
+                ))
+            })
+    }
+
     pub(crate) fn chain(&self) -> Result<&[ChainLayer]> {
         if let Some(c) = self.chain.get() {
             return Ok(c);
@@ -241,17 +257,7 @@ impl SourceImage for StoredImage<'_> {
             .iter()
             .map(|l| {
                 let r = &l.record;
-                let diff_id = r
-                    .diff_digest
-                    .clone()
-                    .filter(|d| !d.is_empty())
-                    .ok_or_else(|| {
-                        Error::Storage(format!(
-                            "{}: layer {} has no diff digest",
-                            self.image.describe(),
-                            r.id
-                        ))
-                    })?;
+                let diff_id = self.diff_digest(l)?;
                 let compressed = r
                     .compressed_diff_digest
                     .clone()
@@ -281,18 +287,7 @@ impl SourceImage for StoredImage<'_> {
         let driver = self.store.driver();
         let roots = self.store.roots();
         let root = &roots[layer.store];
-        let diff_digest = layer
-            .record
-            .diff_digest
-            .clone()
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| {
-                Error::Storage(format!(
-                    "{}: layer {} has no diff digest",
-                    self.image.describe(),
-                    layer.record.id
-                ))
-            })?;
+        let diff_digest = self.diff_digest(layer)?;
         // The layer's own tree, then (overlay) the lower layers', nearest first.
         let mut trees = vec![layer_tree(root, driver, &layer.record.id)];
         if driver == "overlay" {
