@@ -61,6 +61,19 @@ struct Request {
     scopes: Vec<String>,
 }
 
+impl Request {
+    /// A request without headers or body.
+    fn empty(method: Method, url: Url, scopes: Vec<String>) -> Self {
+        Request {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            scopes,
+        }
+    }
+}
+
 /// What `GET /v2/` told us.
 #[derive(Debug)]
 struct Ping {
@@ -786,13 +799,7 @@ impl Inner {
         let resp = self
             .send(
                 &what,
-                Request {
-                    method: Method::HEAD,
-                    url,
-                    headers: HeaderMap::new(),
-                    body: Body::Empty,
-                    scopes: vec![push_scope(repo)],
-                },
+                Request::empty(Method::HEAD, url, vec![push_scope(repo)]),
             )
             .await?;
         match resp.status() {
@@ -820,13 +827,7 @@ impl Inner {
         let resp = self
             .send(
                 &what,
-                Request {
-                    method: Method::POST,
-                    url,
-                    headers: HeaderMap::new(),
-                    body: Body::Empty,
-                    scopes: vec![push_scope(repo), pull_scope(from)],
-                },
+                Request::empty(Method::POST, url, vec![push_scope(repo), pull_scope(from)]),
             )
             .await?;
         match resp.status() {
@@ -853,13 +854,7 @@ impl Inner {
         let resp = self
             .send(
                 &what,
-                Request {
-                    method: Method::POST,
-                    url,
-                    headers: HeaderMap::new(),
-                    body: Body::Empty,
-                    scopes: vec![push_scope(repo)],
-                },
+                Request::empty(Method::POST, url, vec![push_scope(repo)]),
             )
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
@@ -883,23 +878,13 @@ impl Inner {
         let resp = self
             .send(
                 &what,
-                Request {
-                    method: Method::PUT,
-                    url,
-                    headers: HeaderMap::new(),
-                    body: Body::Empty,
-                    scopes: vec![push_scope(repo)],
-                },
+                Request::empty(Method::PUT, url, vec![push_scope(repo)]),
             )
             .await?;
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
             return Err(RegistryError::from_response(resp).await.into_error(&what));
         }
-        if let Some(got) = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(got) = content_digest(&resp) {
             if got != digest.as_str() {
                 return Err(PluginError::integrity(format!(
                     "{what}: the registry stored digest {got}"
@@ -914,13 +899,7 @@ impl Inner {
         let resp = self
             .send(
                 &what,
-                Request {
-                    method: Method::DELETE,
-                    url: location,
-                    headers: HeaderMap::new(),
-                    body: Body::Empty,
-                    scopes: vec![push_scope(repo)],
-                },
+                Request::empty(Method::DELETE, location, vec![push_scope(repo)]),
             )
             .await?;
         let _ = resp.bytes().await;
@@ -959,11 +938,7 @@ impl Inner {
             .await?;
         let status = resp.status();
         if status.is_success() {
-            if let Some(got) = resp
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-            {
+            if let Some(got) = content_digest(&resp) {
                 if got != digest.as_str() {
                     return Err(PluginError::integrity(format!(
                         "{what}: the registry computed digest {got}, kpod {digest}"
@@ -992,6 +967,13 @@ impl Inner {
             Err(err.into_error(&what))
         }
     }
+}
+
+/// The `Docker-Content-Digest` header of `resp`, if any.
+fn content_digest(resp: &reqwest::Response) -> Option<&str> {
+    resp.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
 }
 
 fn basic_value(c: &Credentials) -> String {
