@@ -256,6 +256,7 @@ fn skopeo_inspect(reg: &Registry, repo: &str, tag: &str, img: &TestImage, extra:
 
 /// `skopeo copy docker://... oci:DIR`, which verifies every blob's digest.
 fn skopeo_copy(reg: &Registry, repo: &str, tag: &str, extra: &[&str]) {
+    require_tool("skopeo", "skopeo");
     let dir = tempfile::tempdir().unwrap();
     run_ok(
         Command::new("skopeo")
@@ -510,6 +511,28 @@ fn tls_with_cert_dir_and_certs_d() {
     assert!(e.message.contains("client.key"), "{e}");
 }
 
+/// A push to `repo:tag` with `user`'s wrong password `pass` fails with one
+/// line saying "unauthorized" and not showing the password.
+fn assert_wrong_password_refused(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    img: &TestImage,
+    user: &str,
+    pass: &str,
+) {
+    let options = PushOptions {
+        creds: Some(creds(user, pass)).into(),
+        ..options_insecure()
+    };
+    let mut dest = open(reg, repo, tag, &options);
+    let e = push(&mut dest, img).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(e.message.contains("unauthorized"), "{e}");
+    assert!(!e.message.contains(pass), "{e}");
+    one_line(&e);
+}
+
 fn creds(user: &str, pass: &str) -> Credentials {
     Credentials {
         username: user.into(),
@@ -591,16 +614,7 @@ fn htpasswd_basic_auth() {
     push(&mut dest, &img).unwrap();
 
     // A wrong password: one line, "unauthorized", no secret in it.
-    let options = PushOptions {
-        creds: Some(creds("alice", "wrong-pass")).into(),
-        ..options_insecure()
-    };
-    let mut dest = open(&reg, "private/app", "v4", &options);
-    let e = push(&mut dest, &img).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
-    assert!(e.message.contains("unauthorized"), "{e}");
-    assert!(!e.message.contains("wrong-pass"), "{e}");
-    one_line(&e);
+    assert_wrong_password_refused(&reg, "private/app", "v4", &img, "alice", "wrong-pass");
 
     // No credentials at all.
     let mut dest = open(&reg, "private/app", "v5", &options_insecure());
@@ -657,16 +671,7 @@ fn token_auth() {
         "{lines:?}"
     );
 
-    let options = PushOptions {
-        creds: Some(creds("bob", "nope")).into(),
-        ..options_insecure()
-    };
-    let mut dest = open(&reg, "tok/app", "v2", &options);
-    let e = push(&mut dest, &img).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
-    assert!(e.message.contains("unauthorized"), "{e}");
-    assert!(!e.message.contains("nope"), "{e}");
-    one_line(&e);
+    assert_wrong_password_refused(&reg, "tok/app", "v2", &img, "bob", "nope");
 }
 
 /// A reader that calls `at` once after `after` bytes have been read.
