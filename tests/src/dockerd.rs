@@ -4,6 +4,7 @@
 //! the vfs storage driver (override with `KPOD_TEST_DOCKERD_DRIVER`). It runs
 //! as long as the [`Dockerd`] value lives.
 
+use crate::registry::TestCa;
 use crate::require_tool;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -209,52 +210,18 @@ impl Drop for Dockerd {
 /// Writes a CA, a server certificate for 127.0.0.1 (`<dir>/server`) and a
 /// client certificate (`<dir>/client`), and picks a free port.
 fn make_certificates(dir: &Path) -> TlsEndpoint {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "kpod dockerd test CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>, usage: rcgen::ExtendedKeyUsagePurpose, cn: &str| {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
+    let ca = TestCa::new();
+    let ca_pem = &ca.ca_pem;
     let write = |sub: &str, (cert, key): (String, String)| {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(d.join("ca.pem"), ca_pem).unwrap();
         std::fs::write(d.join("cert.pem"), cert).unwrap();
         std::fs::write(d.join("key.pem"), key).unwrap();
         d
     };
-    write(
-        "server",
-        leaf(
-            vec!["127.0.0.1".into(), "localhost".into()],
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            "kpod dockerd",
-        ),
-    );
-    let client_cert_path = write(
-        "client",
-        leaf(
-            Vec::new(),
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-            "kpod client",
-        ),
-    );
+    write("server", ca.server_cert(&["127.0.0.1", "localhost"]));
+    let client_cert_path = write("client", ca.client_cert());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

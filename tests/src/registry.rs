@@ -337,6 +337,18 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A client certificate and key (PEM).
+    pub fn client_cert(&self) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kpod test client");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A leaf certificate (DER) and its key for signing tokens.
     fn signing_cert(&self) -> (Vec<u8>, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate().unwrap();

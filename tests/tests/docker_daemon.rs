@@ -149,6 +149,26 @@ fn inspect(dockerd: &Dockerd, name: &str) -> Value {
     all[0].clone()
 }
 
+/// `docker save` of `name` into the scratch file `file`, read back by
+/// `skopeo inspect docker-archive:`.
+fn saved_and_inspected(dockerd: &Dockerd, name: &str, file: &str) -> Value {
+    require_tool("skopeo", "skopeo");
+    let archive = dockerd.scratch().join(file);
+    run_ok(
+        dockerd
+            .docker()
+            .args(["save", "-o"])
+            .arg(&archive)
+            .arg(name),
+    );
+    let out = run_ok(
+        std::process::Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", archive.display())),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn image_count(dockerd: &Dockerd) -> usize {
     let out = run_ok(dockerd.docker().args(["images", "-a", "-q"]));
     stdout_of(&out)
@@ -215,21 +235,7 @@ fn push_loads_the_image_with_its_layers_and_config() {
     assert_eq!(inspected["RepoTags"], json!(["kpod-test/hello:v1"]));
 
     // docker save, read back by skopeo.
-    require_tool("skopeo", "skopeo");
-    let archive = dockerd.scratch().join("saved.tar");
-    run_ok(
-        dockerd
-            .docker()
-            .args(["save", "-o"])
-            .arg(&archive)
-            .arg("kpod-test/hello:v1"),
-    );
-    let out = run_ok(
-        std::process::Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("docker-archive:{}", archive.display())),
-    );
-    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inspected = saved_and_inspected(&dockerd, "kpod-test/hello:v1", "saved.tar");
     let layers: Vec<String> = serde_json::from_value(inspected["Layers"].clone()).unwrap();
     assert_eq!(layers, image.diff_ids);
     assert_eq!(
@@ -600,21 +606,7 @@ mod end_to_end {
         assert_eq!(inspected["RootFS"]["Layers"], json!(layout.diff_ids));
         assert_eq!(inspected["Id"].as_str().unwrap(), layout.config_digest);
 
-        require_tool("skopeo", "skopeo");
-        let archive = dockerd.scratch().join("tricky.tar");
-        run_ok(
-            dockerd
-                .docker()
-                .args(["save", "-o"])
-                .arg(&archive)
-                .arg("kpod-test/tricky:e2e"),
-        );
-        let out = run_ok(
-            std::process::Command::new("skopeo")
-                .arg("inspect")
-                .arg(format!("docker-archive:{}", archive.display())),
-        );
-        let saved: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let saved = saved_and_inspected(&dockerd, "kpod-test/tricky:e2e", "tricky.tar");
         assert_eq!(saved["Layers"], json!(layout.diff_ids));
 
         // Bad input and unreachable daemons: one line, exit 125, nothing loaded.
