@@ -99,6 +99,14 @@ pub trait Source: Send + Sync {
     fn signatures(&self) -> Result<Vec<Vec<u8>>, PluginError> {
         Ok(Vec::new())
     }
+
+    /// Names the image has in the source, fully qualified where the source
+    /// knows how (a `docker save` archive's `RepoTags`, the registry reference,
+    /// an OCI layout's reference name); `kpod pull` gives them to the stored
+    /// image when the user names none. None by default.
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// An image destination, for one push.
@@ -304,6 +312,13 @@ impl SourceFfi for SourceAdapter {
             let reader = self.0.open_blob(digest.as_str())?;
             Ok(BlobStreamFfi_TO::from_value(ReadAdapter(reader), TD_Opaque))
         })
+    }
+    fn names(&self) -> RVec<RString> {
+        // A panic here must not cross the boundary: no names then.
+        match guard("names", || Ok(self.0.names())) {
+            RResult::ROk(names) => names.into_iter().map(RString::from).collect(),
+            RResult::RErr(_) => RVec::new(),
+        }
     }
 }
 

@@ -46,6 +46,11 @@ pub trait SourceFfi: Send + Sync {
     /// A stream of the blob with `digest` (a layer or the config), as stored.
     #[sabi(last_prefix_field)]
     fn open_blob(&self, digest: RStr<'_>) -> RResult<BlobStreamBox, PluginError>;
+    /// Names the image has in the source (after the prefix: a source whose
+    /// vtable lacks it answers with the default, no names).
+    fn names(&self) -> RVec<RString> {
+        RVec::new()
+    }
 }
 
 /// An owned source trait object.

@@ -106,6 +106,10 @@ impl SourceHandle {
             .into_result()
             .map(|sigs| sigs.into_iter().map(RVec::into_vec).collect())
     }
+    /// Names the image has in the source (none from a plugin that does not say).
+    pub fn names(&self) -> Vec<String> {
+        self.inner.names().into_iter().map(String::from).collect()
+    }
     /// A reader of the blob with `digest`.
     pub fn open_blob(&self, digest: &str) -> Result<BlobReader, PluginError> {
         self.inner
