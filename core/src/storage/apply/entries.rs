@@ -60,12 +60,14 @@ impl<'a> Applier<'a> {
     /// CRC-64 when it has any.
     pub(super) fn entry(&mut self, h: &Header, input: &mut Input<'_>) -> Result<Option<u64>> {
         let name = h.display();
-        if !self
-            .seen
-            .insert(normalize(&h.name).unwrap_or_else(|| PathBuf::from(OsStr::from_bytes(&h.name))))
-        {
+        let normalized = normalize(&h.name);
+        let key = normalized
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(OsStr::from_bytes(&h.name)));
+        if !self.seen.insert(key) {
             return Err(Error::InvalidInput(format!(
-                "layer tar has more than one entry for {name:?}, which tar-split (and so containers/storage) does not support"
+                "layer tar has more than one entry for {name:?}, which tar-split \
+                 (and so containers/storage) does not support"
             )));
         }
         if h.kind == Kind::GlobalPax {
@@ -74,7 +76,7 @@ impl<'a> Applier<'a> {
             self.gids.insert(0);
             return Ok(None);
         }
-        let rel = normalize(&h.name).ok_or_else(|| {
+        let rel = normalized.ok_or_else(|| {
             Error::InvalidInput(format!(
                 "layer tar entry {name:?}: a \"..\" component would leave the layer tree"
             ))
@@ -92,20 +94,21 @@ impl<'a> Applier<'a> {
                 "layer tar entry {name:?}: empty name for something that is not a directory"
             )));
         }
-        let crc = match h.kind {
-            Kind::Regular => self.regular(h, &rel, &name, input)?,
-            Kind::Dir => self.dir(h, &rel, &name).map(|_| None)?,
-            Kind::Symlink => self.symlink(h, &rel, &name).map(|_| None)?,
-            Kind::HardLink => self.hard_link(h, &rel, &name).map(|_| None)?,
-            Kind::Char | Kind::Block | Kind::Fifo => self.node(h, &rel, &name).map(|_| None)?,
-            Kind::GlobalPax => None,
+        let mut crc = None;
+        match h.kind {
+            Kind::Regular => crc = self.regular(h, &rel, &name, input)?,
+            Kind::Dir => self.dir(h, &rel, &name)?,
+            Kind::Symlink => self.symlink(h, &rel, &name)?,
+            Kind::HardLink => self.hard_link(h, &rel, &name)?,
+            Kind::Char | Kind::Block | Kind::Fifo => self.node(h, &rel, &name)?,
+            Kind::GlobalPax => {}
             Kind::Other(flag) => {
                 return Err(Error::InvalidInput(format!(
                     "layer tar entry {name:?}: unsupported tar entry type {:?}",
                     char::from(flag)
                 )))
             }
-        };
+        }
         if self.opts.layout == Layout::Vfs {
             let mut p = rel;
             while !p.as_os_str().is_empty() && self.created.insert(p.clone()) {

@@ -51,6 +51,9 @@ impl Kind {
     }
 }
 
+/// PAX records or extended attributes: (key, value) pairs, in order.
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A point in time (seconds since the epoch, nanoseconds in `0..1e9`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub(super) struct Time {
@@ -77,7 +80,7 @@ pub(super) struct Header {
     pub dev_major: u32,
     pub dev_minor: u32,
     /// Extended attributes from `SCHILY.xattr.<name>` records.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Records,
 }
 
 impl Header {
@@ -91,7 +94,7 @@ impl Header {
 /// zero blocks, or the end of the stream at a block boundary). Every byte
 /// read is kept in `input`'s pending segment.
 pub(super) fn next(input: &mut Input<'_>, previous: &str) -> Result<Option<Header>> {
-    let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut pax: Records = Vec::new();
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
     loop {
@@ -306,7 +309,7 @@ fn small(b: &[u8], field: &str) -> std::result::Result<u32, String> {
 }
 
 /// PAX records (`"<len> <key>=<value>\n"`), in order.
-fn parse_pax(mut data: &[u8]) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn parse_pax(mut data: &[u8]) -> std::result::Result<Records, String> {
     let mut records = Vec::new();
     while !data.is_empty() {
         let space = data
@@ -331,7 +334,7 @@ fn parse_pax(mut data: &[u8]) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, St
     Ok(records)
 }
 
-fn merge_pax(h: &mut Header, records: Vec<(Vec<u8>, Vec<u8>)>) -> std::result::Result<(), String> {
+fn merge_pax(h: &mut Header, records: Records) -> std::result::Result<(), String> {
     for (key, value) in records {
         let text = || String::from_utf8_lossy(&value).into_owned();
         match key.as_slice() {

@@ -183,11 +183,19 @@ fn apply(
     )
 }
 
-/// Applies `tar` into `trees[0]`, reassembles it (content from `trees` in
-/// order), checks it is `tar` byte for byte, and gives back the result.
-fn round_trip(tar: &[u8], trees: &[PathBuf], layout: Layout, work: &Path) -> AppliedLayer {
+/// Applies `tar` into `tree`, reassembles it (content from `tree`, then
+/// `lowers`), checks it is `tar` byte for byte, and gives back the result.
+fn round_trip(
+    tar: &[u8],
+    tree: &Path,
+    lowers: &[PathBuf],
+    layout: Layout,
+    work: &Path,
+) -> AppliedLayer {
     let split = work.join("layer.tar-split.gz");
-    let applied = apply(tar, &trees[0], layout, &trees[1..], &split).unwrap();
+    let applied = apply(tar, tree, layout, lowers, &split).unwrap();
+    let mut trees = vec![tree.to_path_buf()];
+    trees.extend_from_slice(lowers);
     assert_eq!(
         applied.diff_digest,
         format!("sha256:{}", hex::encode(Sha256::digest(tar)))
@@ -198,7 +206,7 @@ fn round_trip(tar: &[u8], trees: &[PathBuf], layout: Layout, work: &Path) -> App
         image: "test".into(),
         layer_id: "L".into(),
         tar_split: split,
-        trees: trees.to_vec(),
+        trees,
         diff_digest: applied.diff_digest.clone(),
         diff_size: Some(applied.diff_size),
         lock: work.join("no-such-layers.lock"),
@@ -278,7 +286,7 @@ fn overlay_layer_round_trips_and_lays_down_the_tree() {
     let mut tar = t.finish();
     tar.extend_from_slice(&[0u8; 3000]);
 
-    let applied = round_trip(&tar, &[tree.clone()], Layout::Overlay, work.path());
+    let applied = round_trip(&tar, &tree, &[], Layout::Overlay, work.path());
     assert_eq!(applied.uids, uids.into_iter().collect::<Vec<_>>());
     assert_eq!(applied.gids, gids.into_iter().collect::<Vec<_>>());
     assert!(applied.uids.contains(&4_000_000) && !applied.uids.contains(&77));
@@ -408,4 +416,328 @@ fn overlay_layer_round_trips_and_lays_down_the_tree() {
     for (i, line) in raw.lines().enumerate() {
         assert!(line.ends_with(&format!(",\"position\":{i}}}")), "{line}");
     }
+}
+
+/// Writes `files` (path, content) into `dir`, creating parents.
+fn populate(dir: &Path, files: &[(&str, &[u8])]) {
+    for (path, content) in files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+}
+
+#[test]
+fn vfs_whiteouts_delete_from_the_parent_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("dir");
+    populate(
+        &tree,
+        &[
+            ("etc/old", b"old"),
+            ("etc/kept", b"kept"),
+            ("var/lib/x", b"x"),
+            ("var/cache/y", b"y"),
+            ("var/log/z", b"z"),
+            ("opt/a/b", b"b"),
+        ],
+    );
+    let mut t = Tar::new();
+    t.dir("var/", META)
+        .dir("var/cache/", META)
+        .file(b"var/mine", META, b"mine\n")
+        .file(b"var/.wh..wh..opq", META, b"")
+        .file(b"var/after", META, b"after\n")
+        .file(b"etc/.wh.old", META, b"")
+        .file(b"etc/.wh.never-there", META, b"")
+        .file(b"opt/.wh.a", META, b"");
+    let tar = t.finish();
+    round_trip(&tar, &tree, &[], Layout::Vfs, work.path());
+
+    let exists = |p: &str| fs::symlink_metadata(tree.join(p)).is_ok();
+    assert!(!exists("etc/old"), "whiteout removes the parent's file");
+    assert!(exists("etc/kept"));
+    assert!(!exists("etc/.wh.old") && !exists("etc/never-there"));
+    assert!(!exists("opt/a"), "whiteout removes a directory recursively");
+    assert!(!exists("var/lib"), "opaque removes the parent's children");
+    assert!(!exists("var/log"));
+    assert!(exists("var/cache"), "this layer's directory stays");
+    assert!(!exists("var/cache/y"), "but not the parent's content in it");
+    assert_eq!(fs::read(tree.join("var/mine")).unwrap(), b"mine\n");
+    assert_eq!(fs::read(tree.join("var/after")).unwrap(), b"after\n");
+    assert!(!exists("var/.wh..wh..opq"));
+    // vfs stores no overlay attributes or devices.
+    assert!(sys::lgetxattr(&tree.join("var"), "trusted.overlay.opaque")
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn overlay_hard_link_into_a_lower_layer_is_a_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("upper");
+    let near = work.path().join("near");
+    let far = work.path().join("far");
+    fs::create_dir(&tree).unwrap();
+    populate(
+        &far,
+        &[
+            ("usr/bin/tool", b"far tool"),
+            ("usr/bin/only-far", b"only far"),
+        ],
+    );
+    populate(&near, &[("usr/bin/tool", b"near tool")]);
+    let mut t = Tar::new();
+    t.link(
+        EntryType::Link,
+        "usr/bin/alias",
+        "usr/bin/tool",
+        meta(0o751, 3, 4),
+    )
+    .link(EntryType::Link, "usr/bin/other", "/usr/bin/only-far", META);
+    let tar = t.finish();
+    let trees = [tree.clone(), near.clone(), far.clone()];
+    round_trip(&tar, &tree, &trees[1..], Layout::Overlay, work.path());
+    let alias = tree.join("usr/bin/alias");
+    assert_eq!(fs::read(&alias).unwrap(), b"near tool");
+    let m = lmeta(&alias);
+    assert_eq!(
+        (m.nlink(), m.mode() & 0o7777, m.uid(), m.gid()),
+        (1, 0o751, 3, 4)
+    );
+    assert_eq!(lmeta(&near.join("usr/bin/tool")).nlink(), 1);
+    assert_eq!(fs::read(tree.join("usr/bin/other")).unwrap(), b"only far");
+
+    let mut t = Tar::new();
+    t.link(EntryType::Link, "usr/bin/lost", "usr/bin/nowhere", META);
+    let split = work.path().join("other.tar-split.gz");
+    let err = apply(&t.finish(), &tree, Layout::Overlay, &trees[1..], &split)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("usr/bin/lost") && err.contains("not in the layer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_to_write_outside_the_tree() {
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let split = work.path().join("l.tar-split.gz");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dot-dot",
+            {
+                let mut t = Tar::new();
+                t.raw(EntryType::Regular, b"../outside/evil", META, b"evil");
+                t.finish()
+            },
+            "\"..\"",
+        ),
+        (
+            "inner dot-dot",
+            {
+                let mut t = Tar::new();
+                t.raw(EntryType::Regular, b"a/../../outside/evil", META, b"evil");
+                t.finish()
+            },
+            "\"..\"",
+        ),
+        (
+            "symlink parent",
+            {
+                let mut t = Tar::new();
+                t.link(EntryType::Symlink, "link", outside.to_str().unwrap(), META)
+                    .file(b"link/evil", META, b"evil");
+                t.finish()
+            },
+            "is a symlink",
+        ),
+        (
+            "relative symlink parent",
+            {
+                let mut t = Tar::new();
+                t.link(EntryType::Symlink, "up", "../outside", META)
+                    .dir("up/sub/", META);
+                t.finish()
+            },
+            "is a symlink",
+        ),
+        (
+            "file parent",
+            {
+                let mut t = Tar::new();
+                t.file(b"f", META, b"x").file(b"f/evil", META, b"evil");
+                t.finish()
+            },
+            "not a directory",
+        ),
+        (
+            "whiteout through a symlink",
+            {
+                let mut t = Tar::new();
+                t.link(EntryType::Symlink, "link", outside.to_str().unwrap(), META)
+                    .file(b"link/.wh.keep", META, b"");
+                t.finish()
+            },
+            "is a symlink",
+        ),
+        (
+            "hard link out",
+            {
+                let mut t = Tar::new();
+                t.raw(EntryType::Link, b"hard", META, b"");
+                let mut tar = t.finish();
+                // Link name field at 157.
+                tar[157..157 + 16].copy_from_slice(b"../outside/keep\0");
+                let mut h = Header::from_byte_slice(&tar[..512]).clone();
+                h.set_cksum();
+                tar[..512].copy_from_slice(h.as_bytes());
+                tar
+            },
+            "outside the layer tree",
+        ),
+    ];
+    for (what, tar, expect) in cases {
+        for layout in [Layout::Overlay, Layout::Vfs] {
+            fs::write(outside.join("keep"), b"keep").unwrap();
+            let tree = work.path().join("tree");
+            let _ = fs::remove_dir_all(&tree);
+            fs::create_dir(&tree).unwrap();
+            let err = apply(&tar, &tree, layout, &[], &split).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(expect), "{what}: {msg}");
+            assert!(!msg.contains('\n'), "{what}: {msg}");
+            let left: Vec<_> = fs::read_dir(&outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, vec![OsStr::new("keep").to_owned()], "{what}");
+            assert_eq!(fs::read(outside.join("keep")).unwrap(), b"keep", "{what}");
+        }
+    }
+}
+
+/// Applies `tar` into a fresh tree and gives back the error message.
+fn apply_err(tar: &[u8]) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let split = work.path().join("l.tar-split.gz");
+    apply(tar, work.path(), Layout::Overlay, &[], &split)
+        .unwrap_err()
+        .to_string()
+}
+
+fn two_files() -> Vec<u8> {
+    let mut t = Tar::new();
+    t.file(b"a", META, &[7u8; 1000]).file(b"b", META, b"bee");
+    t.finish()
+}
+
+#[test]
+fn truncated_tars_are_refused() {
+    let tar = two_files();
+    // a: header 0..512, content ..1512, padding ..1536; b: header ..2048, content ..2051.
+    for (cut, named) in [
+        (700, "content of entry \"a\""),
+        (1520, "padding after entry \"a\""),
+        (1636, "after entry \"a\""),
+        (2050, "content of entry \"b\""),
+    ] {
+        let msg = apply_err(&tar[..cut]);
+        assert!(
+            msg.contains("truncated") && msg.contains(named),
+            "cut at {cut}: {msg}"
+        );
+    }
+    // Without the end-of-archive blocks (or with only one), as Go accepts.
+    let work = tempfile::tempdir().unwrap();
+    let end = 1536 + 1024;
+    for len in [end, end + 512] {
+        let tree = work.path().join(format!("t{len}"));
+        fs::create_dir(&tree).unwrap();
+        round_trip(&tar[..len], &tree, &[], Layout::Overlay, work.path());
+        assert_eq!(fs::read(tree.join("b")).unwrap(), b"bee");
+    }
+}
+
+#[test]
+fn corrupt_headers_are_refused() {
+    let mut tar = two_files();
+    tar[1536 + 1] ^= 0x20; // the second header's name
+    let msg = apply_err(&tar);
+    assert!(
+        msg.contains("checksum") && msg.contains("after entry \"a\""),
+        "{msg}"
+    );
+
+    let mut tar = two_files();
+    let trailer = tar.len() - 1024;
+    tar[trailer + 512 + 3] = 1;
+    let msg = apply_err(&tar);
+    assert!(msg.contains("zero block"), "{msg}");
+
+    let mut t = Tar::new();
+    t.raw(EntryType::GNUSparse, b"sparse", META, b"");
+    let msg = apply_err(&t.finish());
+    assert!(msg.contains("sparse"), "{msg}");
+
+    let mut t = Tar::new();
+    t.pax(&[("GNU.sparse.major", b"1")]).file(b"s", META, b"x");
+    let msg = apply_err(&t.finish());
+    assert!(msg.contains("sparse"), "{msg}");
+
+    let mut t = Tar::new();
+    t.file(b"dup", META, b"1").file(b"./dup", META, b"2");
+    let msg = apply_err(&t.finish());
+    assert!(msg.contains("more than one entry"), "{msg}");
+}
+
+#[test]
+fn anything_after_the_trailer_is_kept() {
+    let work = tempfile::tempdir().unwrap();
+    let mut tar = two_files();
+    tar.extend_from_slice(&[0u8; 10 * 512]);
+    tar.extend_from_slice(b"trailing garbage that is not a tar");
+    tar.extend(std::iter::repeat_n(0x5a, 3 * 1024 * 1024));
+    let tree = work.path().join("t");
+    fs::create_dir(&tree).unwrap();
+    round_trip(&tar, &tree, &[], Layout::Overlay, work.path());
+
+    // An empty stream is an empty layer.
+    let empty = work.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let applied = round_trip(b"", &empty, &[], Layout::Vfs, work.path());
+    assert_eq!(applied.diff_size, 0);
+    assert!(applied.uids.is_empty());
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+#[test]
+fn replaces_what_the_tree_has() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("dir");
+    populate(
+        &tree,
+        &[
+            ("a/inner", b"dir content"),
+            ("b", b"file"),
+            ("c/keep", b"kept"),
+        ],
+    );
+    std::os::unix::fs::symlink("elsewhere", tree.join("d")).unwrap();
+    let mut t = Tar::new();
+    t.file(b"a", META, b"now a file")
+        .dir("b/", meta(0o711, 0, 0))
+        .dir("c/", meta(0o750, 0, 0))
+        .file(b"d", META, b"not through the symlink");
+    round_trip(&t.finish(), &tree, &[], Layout::Vfs, work.path());
+    assert_eq!(fs::read(tree.join("a")).unwrap(), b"now a file");
+    assert!(lmeta(&tree.join("b")).is_dir());
+    assert_eq!(lmeta(&tree.join("b")).mode() & 0o7777, 0o711);
+    assert_eq!(fs::read(tree.join("c/keep")).unwrap(), b"kept");
+    assert_eq!(lmeta(&tree.join("c")).mode() & 0o7777, 0o750);
+    assert!(lmeta(&tree.join("d")).is_file());
+    assert!(fs::symlink_metadata(tree.join("elsewhere")).is_err());
 }
