@@ -161,11 +161,9 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    /// Appends a run of raw tar bytes (type 2). Empty runs are not written.
+    /// Appends a run of raw tar bytes (type 2). An empty run is written too
+    /// (`"payload":""`), as tar-split ends every file with one.
     pub fn segment(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
         let b64 = base64::engine::general_purpose::STANDARD;
         self.line.clear();
         self.line.extend_from_slice(b"{\"type\":2,\"payload\":\"");
@@ -339,25 +337,26 @@ mod tests {
         w.file(b"a/<b>&\"c\"\x01\xe2\x80\xa8", 5, Some(1)).unwrap();
         w.file(b"dir/", 0, None).unwrap();
         w.file(&[0xff, b'x'], 0, None).unwrap();
-        assert_eq!(w.entries(), 4);
+        assert_eq!(w.entries(), 5);
         let text = String::from_utf8(w.into_inner()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], r#"{"type":2,"payload":"aGVsbG8=","position":0}"#);
-        assert_eq!(
-            lines[1],
-            r#"{"type":1,"name":"a/\u003cb\u003e\u0026\"c\"\u0001\u2028","size":5,"payload":"AAAAAAAAAAE=","position":1}"#
-        );
+        assert_eq!(lines[1], r#"{"type":2,"payload":"","position":1}"#);
         assert_eq!(
             lines[2],
-            r#"{"type":1,"name":"dir/","payload":null,"position":2}"#
+            r#"{"type":1,"name":"a/\u003cb\u003e\u0026\"c\"\u0001\u2028","size":5,"payload":"AAAAAAAAAAE=","position":2}"#
         );
         assert_eq!(
             lines[3],
-            r#"{"type":1,"name_raw":"/3g=","payload":null,"position":3}"#
+            r#"{"type":1,"name":"dir/","payload":null,"position":3}"#
+        );
+        assert_eq!(
+            lines[4],
+            r#"{"type":1,"name_raw":"/3g=","payload":null,"position":4}"#
         );
         let entries: Vec<Entry> = Reader::new(text.as_bytes()).map(|e| e.unwrap()).collect();
         assert_eq!(
-            entries[1],
+            entries[2],
             Entry::File {
                 name: "a/<b>&\"c\"\u{1}\u{2028}".as_bytes().to_vec(),
                 size: 5,
@@ -365,7 +364,7 @@ mod tests {
             }
         );
         assert_eq!(
-            entries[3],
+            entries[4],
             Entry::File {
                 name: vec![0xff, b'x'],
                 size: 0,

@@ -221,15 +221,21 @@ impl<'a> Applier<'a> {
             )));
         }
         let path = prepare_parents(self.root, rel, name)?;
-        if let Some((target, _)) = lookup(self.root, &target_rel, name)? {
+        if let Some((target, meta)) = lookup(self.root, &target_rel, name)? {
             clear(&path, false, name)?;
-            return fs::hard_link(&target, &path).map_err(|e| {
+            fs::hard_link(&target, &path).map_err(|e| {
                 fs_error(
                     name,
                     format!("linking {} to {}", path.display(), target.display()),
                     e,
                 )
-            });
+            })?;
+            // As containers/storage does, the link's header sets the shared
+            // inode's owner and xattrs, and its mode and times unless it is a symlink.
+            if meta.file_type().is_symlink() {
+                return self.owner_and_xattrs(&path, h, name);
+            }
+            return self.metadata(&path, h, name);
         }
         if self.opts.layout == Layout::Overlay {
             for lower in self.opts.lowers {
@@ -340,10 +346,11 @@ impl<'a> Applier<'a> {
         self.owner(path, h.uid, h.gid, name)?;
         for (key, value) in &h.xattrs {
             if let Err(e) = sys::lsetxattr(path, key, value) {
+                // Like containers/storage: a filesystem without xattrs is
+                // fine; so is EPERM for privileged namespaces when not root.
                 let restricted = key.starts_with(b"trusted.") || key.starts_with(b"security.");
-                let tolerated = !self.privileged
-                    && restricted
-                    && matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP));
+                let tolerated = e.raw_os_error() == Some(libc::ENOTSUP)
+                    || (!self.privileged && restricted && e.raw_os_error() == Some(libc::EPERM));
                 if !tolerated {
                     let key = String::from_utf8_lossy(key);
                     return Err(fs_error(

@@ -106,13 +106,18 @@ pub fn apply_layer(
         split.file(&h.name, h.size, crc).map_err(split_error)?;
         previous = format!("entry {:?}", h.display());
     }
-    split.segment(&input.take_pending()).map_err(split_error)?;
+    // The end-of-archive blocks, then whatever follows them, then (as
+    // tar-split writes at the end of the stream) an empty segment.
+    let end = input.take_pending();
+    if !end.is_empty() {
+        split.segment(&end).map_err(split_error)?;
+    }
     loop {
         let rest = input.rest(TRAILING_CHUNK)?;
+        split.segment(&rest).map_err(split_error)?;
         if rest.is_empty() {
             break;
         }
-        split.segment(&rest).map_err(split_error)?;
     }
     applier.finish()?;
     split.finish().map_err(split_error)?;
