@@ -1,12 +1,13 @@
-//! containers/storage, read side: the store podman, buildah, skopeo and CRI-O
-//! write, read as they lay it down (overlay and vfs drivers). Nothing here
-//! ever writes to a store.
+//! containers/storage: the store podman, buildah, skopeo and CRI-O write,
+//! read as they lay it down (overlay and vfs drivers). Only [`apply`] writes,
+//! and only into the layer tree and tar-split it is given.
 //!
 //! * [`config`]: where the store is (`storage.conf`, environment, options).
 //! * [`records`]: `images.json` / `layers.json`, read under [`lock`]'s fcntl read locks.
 //! * [`bigdata`]: file names of an image's big-data items (manifest, config, signatures).
 //! * [`resolve`]: podman-like image name resolution.
 //! * [`tarsplit`] and [`layer`]: byte-exact, verified layer reassembly.
+//! * [`apply`]: a layer tar applied into a driver tree, with its tar-split.
 //! * [`listing`]: the rows of `kpod images`.
 //!
 //! ```no_run
@@ -20,6 +21,7 @@
 //! # Ok::<(), kpod_core::Error>(())
 //! ```
 
+pub mod apply;
 pub mod bigdata;
 pub mod config;
 mod image;

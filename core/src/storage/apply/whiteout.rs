@@ -1,0 +1,105 @@
+//! Whiteouts (`.wh.<name>`) and opaque markers (`.wh..wh..opq`), stored as
+//! the overlay driver stores them or applied as the vfs driver does.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::entries::Applier;
+use super::header::Header;
+use super::paths::{clear, fs_error, prepare_parents};
+use super::{sys, Layout};
+use crate::{Error, Result};
+
+/// The marker of an opaque directory.
+const OPAQUE: &[u8] = b".wh..wh..opq";
+/// The prefix of aufs metadata names, which are skipped.
+const META_PREFIX: &[u8] = b".wh..wh.";
+/// The prefix of a whiteout.
+const PREFIX: &[u8] = b".wh.";
+/// The overlay attribute marking an opaque directory.
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+impl Applier<'_> {
+    /// Applies the whiteout entry `h` at `rel`, whose last component is `base`.
+    pub(super) fn whiteout(
+        &mut self,
+        h: &Header,
+        rel: &Path,
+        base: &[u8],
+        name: &str,
+    ) -> Result<()> {
+        if base == OPAQUE {
+            // Creates the directory itself when missing.
+            let marker = prepare_parents(self.root, rel, name)?;
+            let dir = marker.parent().unwrap_or(self.root);
+            return match self.opts.layout {
+                Layout::Overlay => sys::lsetxattr(dir, OPAQUE_XATTR, b"y")
+                    .map_err(|e| fs_error(name, format!("marking {} opaque", dir.display()), e)),
+                Layout::Vfs => {
+                    let dir_rel = rel.parent().unwrap_or(Path::new(""));
+                    self.remove_older_children(dir, dir_rel, name)
+                }
+            };
+        }
+        if base.starts_with(META_PREFIX) {
+            return Ok(());
+        }
+        let hidden = &base[PREFIX.len()..];
+        if hidden.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "layer tar entry {name:?}: whiteout without a name"
+            )));
+        }
+        let target_rel = rel.with_file_name(OsStr::from_bytes(hidden));
+        let path = prepare_parents(self.root, &target_rel, name)?;
+        clear(&path, false, name)?;
+        if self.opts.layout == Layout::Overlay {
+            sys::mknod(&path, libc::S_IFCHR, 0, 0, 0).map_err(|e| {
+                fs_error(
+                    name,
+                    format!("creating the whiteout device {}", path.display()),
+                    e,
+                )
+            })?;
+            self.owner(&path, h.uid, h.gid, name)?;
+        }
+        Ok(())
+    }
+
+    /// vfs opaque directory: removes every child of `dir` (recursively) that
+    /// this layer did not create.
+    fn remove_older_children(&self, dir: &Path, dir_rel: &Path, name: &str) -> Result<()> {
+        let entries = fs::read_dir(dir)
+            .map_err(|e| fs_error(name, format!("listing {}", dir.display()), e))?;
+        for child in entries {
+            let child =
+                child.map_err(|e| fs_error(name, format!("listing {}", dir.display()), e))?;
+            let child_rel = dir_rel.join(child.file_name());
+            let path = child.path();
+            let file_type = child
+                .file_type()
+                .map_err(|e| fs_error(name, format!("lstat {}", path.display()), e))?;
+            if self.created.contains(&child_rel) {
+                if file_type.is_dir() {
+                    self.remove_older_children(&path, &child_rel, name)?;
+                }
+                continue;
+            }
+            let removed = if file_type.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(fs_error(name, format!("removing {}", path.display()), e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
