@@ -123,6 +123,35 @@ pub fn compressing_reader<'a>(
     }
 }
 
+/// Wraps a blob stream in a reader of its uncompressed bytes, recognising the
+/// compression by its magic bytes (gzip, zstd, or none); returns the reader and
+/// the compression found. bzip2 and xz are refused.
+pub fn decompressing_reader<'a>(
+    input: Box<dyn Read + Send + 'a>,
+) -> io::Result<(Box<dyn Read + Send + 'a>, CompressionAlgorithm)> {
+    use std::io::BufRead;
+    let mut input = io::BufReader::with_capacity(128 * 1024, input);
+    let head = input.fill_buf()?.to_vec();
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok((
+            Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            CompressionAlgorithm::Gzip,
+        ))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok((
+            Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+            CompressionAlgorithm::Zstd,
+        ))
+    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bzip2 and xz compressed layers are not supported",
+        ))
+    } else {
+        Ok((Box::new(input), CompressionAlgorithm::None))
+    }
+}
+
 /// Compresses one block into one gzip member with a fixed header.
 fn gzip_member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
     let mut encoder = GzBuilder::new().mtime(0).operating_system(255).write(
@@ -298,6 +327,42 @@ impl Read for GzipBlocks<'_> {
 mod tests {
     use super::*;
     use flate2::read::MultiGzDecoder;
+
+    #[test]
+    fn decompresses_what_it_recognises() {
+        let data = sample(3 << 20);
+        let gz = compress_all(&data, CompressionFormat::Gzip);
+        let zst = compress_all(&data, CompressionFormat::Zstd);
+        for (blob, algorithm) in [
+            (gz, CompressionAlgorithm::Gzip),
+            (zst, CompressionAlgorithm::Zstd),
+            (data.clone(), CompressionAlgorithm::None),
+        ] {
+            let (mut reader, found) =
+                decompressing_reader(Box::new(io::Cursor::new(blob))).unwrap();
+            assert_eq!(found, algorithm);
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).unwrap();
+            assert!(out == data, "{algorithm:?} round trip");
+        }
+        let err = decompressing_reader(Box::new(&b"BZh91AY"[..]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not supported"), "{err}");
+        let (mut empty, found) = decompressing_reader(Box::new(&b""[..])).unwrap();
+        assert_eq!(found, CompressionAlgorithm::None);
+        assert_eq!(empty.read(&mut [0u8; 8]).unwrap(), 0);
+    }
+
+    fn compress_all(data: &[u8], format: CompressionFormat) -> Vec<u8> {
+        let level = format.level(None).unwrap();
+        let mut out = Vec::new();
+        compressing_reader(Box::new(io::Cursor::new(data.to_vec())), format, level, 2)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
 
     fn sample(len: usize) -> Vec<u8> {
         // Compressible but not trivial.

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod error;
 pub mod manifest;
 pub mod plugin_host;
+pub mod pull;
 pub mod storage;
 
 pub use error::{Error, Result};

@@ -56,6 +56,96 @@ pub enum Command {
     Plugins,
     /// List images in local storage.
     Images(ImagesArgs),
+    /// Copy an image from a source into local storage.
+    Pull(PullArgs),
+    /// Load the images of a `docker save` archive into local storage.
+    Load(LoadArgs),
+    /// Add a name to an image in local storage.
+    Tag(TagArgs),
+    /// Remove images from local storage (or one name of an image with several).
+    Rmi(RmiArgs),
+}
+
+/// How to reach a registry (shared by push and pull).
+#[derive(Debug, Args, Default)]
+pub struct AccessArgs {
+    /// Registry credentials USER[:PASSWORD] (prompted for when missing on a terminal).
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
+
+    /// Directory with TLS material: CA certificates (*.crt), client certificate and key (*.cert, *.key).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+
+    /// Authentication file (default: $REGISTRY_AUTH_FILE, then podman's and docker's locations).
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+/// `kpod pull` options.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "SOURCE is TRANSPORT:DETAILS, e.g. oci:/tmp/layout:tag, dir:/tmp/img, \
+docker-archive:/tmp/img.tar[:name:tag|:@N], docker://registry.example.com/ns/img:tag. \
+A name without transport means docker://NAME."
+)]
+pub struct PullArgs {
+    /// Where to read the image: TRANSPORT:DETAILS.
+    pub source: String,
+
+    /// Name to give the image in local storage (short names go under localhost/).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Registry access.
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Retry a failed pull this many times.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry: u32,
+}
+
+/// `kpod load` options.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive to read (`docker save` format, possibly gzip'd); standard input when absent or `-`.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Print only the loaded names (or IDs).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `kpod tag` options.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The local image: ID, ID prefix, name, name:tag or name@digest.
+    pub image: String,
+    /// New names (short names go under localhost/, a missing tag means latest).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `kpod rmi` options.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images: ID, ID prefix, name, name:tag or name@digest.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+
+    /// Remove the image even when it has several names (all of them go).
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// `kpod images` options.
@@ -107,21 +197,9 @@ pub struct PushArgs {
     /// Where to push: TRANSPORT:DETAILS (default docker://IMAGE).
     pub destination: Option<String>,
 
-    /// Registry credentials USER[:PASSWORD] (prompted for when missing on a terminal).
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
-
-    /// Directory with TLS material: CA certificates (*.crt), client certificate and key (*.cert, *.key).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
-
-    /// Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
-
-    /// Authentication file (default: $REGISTRY_AUTH_FILE, then podman's and docker's locations).
-    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
-    pub authfile: Option<PathBuf>,
+    /// Registry access.
+    #[command(flatten)]
+    pub access: AccessArgs,
 
     /// Do not compress layers.
     #[arg(short = 'D', long)]

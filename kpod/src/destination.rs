@@ -71,26 +71,42 @@ pub fn resolve<'a>(
             },
         },
     };
-    let Some(plugin) = plugins.plugin_for(&dest.transport) else {
-        let installed = plugins.transport_names();
-        let installed = if installed.is_empty() {
-            "none".to_string()
-        } else {
-            installed.join(", ")
-        };
-        let searched: Vec<String> = plugins
-            .searched
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect();
-        bail!(
-            "unknown transport {:?} in destination {:?}: installed transports: {installed}; plugin directories searched: {}",
-            dest.transport,
-            destination.unwrap_or(&dest.to_string()),
-            searched.join(", ")
-        );
-    };
+    let plugin = find_plugin(
+        plugins,
+        &dest,
+        destination.unwrap_or(&dest.to_string()),
+        "destination",
+    )?;
     Ok((dest, plugin))
+}
+
+/// The plugin that claims `place`'s transport; `what` is "source" or
+/// "destination" and `shown` what the user typed, for the error.
+pub fn find_plugin<'a>(
+    plugins: &'a PluginSet,
+    place: &Destination,
+    shown: &str,
+    what: &str,
+) -> Result<&'a LoadedPlugin> {
+    if let Some(plugin) = plugins.plugin_for(&place.transport) {
+        return Ok(plugin);
+    }
+    let installed = plugins.transport_names();
+    let installed = if installed.is_empty() {
+        "none".to_string()
+    } else {
+        installed.join(", ")
+    };
+    let searched: Vec<String> = plugins
+        .searched
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    bail!(
+        "unknown transport {:?} in {what} {shown:?}: installed transports: {installed}; plugin directories searched: {}",
+        place.transport,
+        searched.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ mod options;
 mod plugins_cmd;
 mod policy;
 mod progress;
+mod pull;
 mod push;
+mod tag;
 
 use clap::Parser;
 use cli::{Cli, Command, LogLevel};
@@ -66,6 +68,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Push(args) => push::run(&load_plugins(cli, true), &store_options(cli), args),
         Command::Images(args) => images::run(&Store::open(&store_options(cli))?, args),
+        Command::Pull(args) => pull::run(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Load(args) => pull::load(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Tag(args) => tag::tag(&store_options(cli), args),
+        Command::Rmi(args) => tag::rmi(&store_options(cli), args),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Turning `kpod push` flags into the plugin ABI's [`PushOptions`].
 
-use crate::cli::PushArgs;
+use crate::cli::AccessArgs;
 use anyhow::{bail, Context, Result};
 use kpod_plugin_sdk::abi_stable::std_types::{RNone, RSome};
 use kpod_plugin_sdk::{Credentials, PushOptions};
@@ -34,7 +34,7 @@ pub fn parse_creds(text: &str) -> Result<Credentials> {
 }
 
 /// Builds the options every plugin receives.
-pub fn push_options(args: &PushArgs) -> Result<PushOptions> {
+pub fn push_options(args: &AccessArgs, quiet: bool, retry: u32) -> Result<PushOptions> {
     let creds = match &args.creds {
         Some(text) => RSome(parse_creds(text)?),
         None => RNone,
@@ -51,8 +51,8 @@ pub fn push_options(args: &PushArgs) -> Result<PushOptions> {
         auth_file: args.authfile.as_deref().map(path_text).into(),
         docker_host: std::env::var("DOCKER_HOST").ok().map(Into::into).into(),
         kubeconfig: std::env::var("KUBECONFIG").ok().map(Into::into).into(),
-        quiet: args.quiet,
-        retry: args.retry,
+        quiet,
+        retry,
         extras: Default::default(),
     })
 }

@@ -28,7 +28,7 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> R
         .handle
         .parse_reference(&dest.transport, &dest.details)
         .with_context(|| format!("invalid destination {dest}"))?;
-    let push_opts = options::push_options(args)?;
+    let push_opts = options::push_options(&args.access, args.quiet, args.retry)?;
 
     let store = Store::open(store_opts)?;
     let image = store.resolve_image(&args.image)?;

@@ -1,10 +1,9 @@
 //! `cargo xtask demo`: show kpod at work on this machine.
 //!
 //! Builds nothing itself (the caller built dist); generates a small sample image
-//! as an OCI layout under `<target>/demo`, puts it into a throw-away
+//! as an OCI layout under `<target>/demo`, `kpod pull`s it into a throw-away
 //! containers/storage store there, and pushes it with kpod to `dir:`, `oci:` and
-//! `docker-archive:`. Until `kpod pull` exists, filling the store needs skopeo;
-//! without it the demo says so and shows only the plugins.
+//! `docker-archive:`. Needs nothing but kpod: no podman, no skopeo.
 
 use crate::{run as run_cmd, target_dir};
 use anyhow::{Context, Result};
@@ -20,35 +19,17 @@ pub fn run(dist: &Path) -> Result<()> {
     println!("\n== kpod plugins: the transports this build installs");
     run_cmd(Command::new(&kpod).arg("plugins"))?;
 
-    if !on_path("skopeo") {
-        println!(
-            "\n== skopeo is not installed: the demo needs it to put a sample image into local storage \
-             (apt-get install skopeo), until `kpod pull` exists. The plugins above are ready."
-        );
-        return Ok(());
-    }
     let demo = target_dir().join("demo");
     if demo.exists() {
         std::fs::remove_dir_all(&demo).with_context(|| format!("clearing {}", demo.display()))?;
     }
     let layout = demo.join("sample-oci");
-    write_sample_layout(&layout)?;
-    let (root, runroot) = (demo.join("storage"), demo.join("run"));
-    let store = format!(
-        "containers-storage:[vfs@{}+{}]{IMAGE}",
-        root.display(),
-        runroot.display()
-    );
+    let sample_config = write_sample_layout(&layout)?;
     println!(
-        "\n== a sample image in a throw-away store ({})",
-        root.display()
+        "\n== a generated sample image: oci:{}:sample",
+        layout.display()
     );
-    run_cmd(
-        Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "-q"])
-            .arg(format!("oci:{}:sample", layout.display()))
-            .arg(&store),
-    )?;
+    let (root, runroot) = (demo.join("storage"), demo.join("run"));
     let kpod_store = |cmd: &mut Command| {
         cmd.arg("--root")
             .arg(&root)
@@ -56,6 +37,17 @@ pub fn run(dist: &Path) -> Result<()> {
             .arg(&runroot)
             .args(["--storage-driver", "vfs"]);
     };
+    println!(
+        "\n== kpod pull it into a throw-away store ({}) as {IMAGE}",
+        root.display()
+    );
+    let mut pull = Command::new(&kpod);
+    kpod_store(&mut pull);
+    run_cmd(
+        pull.arg("pull")
+            .arg(format!("oci:{}:sample", layout.display()))
+            .args(["--name", IMAGE]),
+    )?;
     let mut images = Command::new(&kpod);
     kpod_store(&mut images);
     run_cmd(images.arg("images"))?;
@@ -74,14 +66,18 @@ pub fn run(dist: &Path) -> Result<()> {
         kpod_store(&mut push);
         run_cmd(push.args(["push", IMAGE, &dest]))?;
     }
-    println!("\n== done: the pushed image is in {}", out.display());
+    // The image went in and came out whole: dir: keeps the config as it is.
+    let pushed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("dir/manifest.json"))?)?;
+    let pushed_config = pushed["config"]["digest"].as_str().unwrap_or_default();
+    if pushed_config != sample_config {
+        anyhow::bail!("the pushed config is {pushed_config}, the sample's is {sample_config}");
+    }
+    println!(
+        "\n== done: the pushed image is in {} (config {sample_config}, as generated)",
+        out.display()
+    );
     Ok(())
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -89,7 +85,8 @@ fn sha256(data: &[u8]) -> String {
 }
 
 /// A two-layer image: a small file tree, then a change to it.
-fn write_sample_layout(dir: &Path) -> Result<()> {
+/// Returns the config's digest.
+fn write_sample_layout(dir: &Path) -> Result<String> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
     let put = |data: &[u8]| -> Result<String> {
@@ -146,7 +143,7 @@ fn write_sample_layout(dir: &Path) -> Result<()> {
             }],
         }))?,
     )?;
-    Ok(())
+    Ok(config_digest)
 }
 
 fn layer(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {

@@ -189,7 +189,9 @@ fn test(extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    dist(None)?;
+    let dist_dir = dist(None)?;
+    // The README's first command, end to end, on this machine.
+    demo::run(&dist_dir)?;
     let mut build = cargo();
     build.args(["build", "--release"]);
     for name in test_plugins()? {

@@ -1,6 +1,7 @@
-//! fcntl read locks on containers/storage lock files (`images.lock`,
-//! `layers.lock`), taken as podman takes them so a writer's update is never
-//! seen half-done.
+//! fcntl locks on containers/storage lock files (`images.lock`,
+//! `layers.lock`), taken as podman takes them: read locks so a writer's update
+//! is never seen half-done, write locks (with the "last writer" bytes updated)
+//! while kpod changes a store.
 //!
 //! fcntl locks belong to the process, and closing ANY descriptor of a file
 //! drops all of the process's locks on it. So every lock file is opened once
@@ -90,6 +91,113 @@ impl Drop for ReadLock {
     }
 }
 
+/// An exclusive lock on one lock file, held for a change to the store. The
+/// file is created when missing. Dropping it writes a fresh "last writer" token
+/// (64 random hex bytes at offset 0, as containers/storage's `Touch` does, so
+/// other processes notice the change) when [`WriteLock::touch`] was asked for,
+/// then unlocks.
+///
+/// Within this process it excludes [`ReadLock`] holders of the same file too
+/// (they would share its fcntl lock): it waits until none is held.
+#[derive(Debug)]
+pub struct WriteLock {
+    path: PathBuf,
+    file: File,
+    touched: bool,
+}
+
+impl WriteLock {
+    /// Takes the exclusive lock on `path`, waiting for other holders.
+    pub fn acquire(path: &Path) -> Result<WriteLock> {
+        let path = path.to_path_buf();
+        let mut guard = lock_registry();
+        loop {
+            let reg = guard.get_or_insert_with(Registry::default);
+            if !reg.held.contains_key(&path) && !reg.acquiring.contains(&path) {
+                reg.acquiring.push(path.clone());
+                break;
+            }
+            guard = CHANGED.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(guard);
+        let outcome = open_for_write(&path).and_then(|file| {
+            set_lock(&file, libc::F_WRLCK, &path)?;
+            Ok(file)
+        });
+        if outcome.is_err() {
+            release_slot(&path);
+        }
+        Ok(WriteLock {
+            path,
+            file: outcome?,
+            touched: false,
+        })
+    }
+
+    /// Marks the store as changed: the last-writer token is rewritten on drop.
+    pub fn touch(&mut self) {
+        self.touched = true;
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if self.touched {
+            let token = random_hex();
+            // SAFETY: valid descriptor and buffer.
+            let rc = unsafe {
+                libc::pwrite(self.file.as_raw_fd(), token.as_ptr().cast(), token.len(), 0)
+            };
+            if rc < 0 {
+                log::warn!(
+                    "updating the last-writer token of {}: {}",
+                    self.path.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        unlock(&self.file);
+        release_slot(&self.path);
+    }
+}
+
+fn release_slot(path: &Path) {
+    let mut guard = lock_registry();
+    if let Some(reg) = guard.as_mut() {
+        reg.acquiring.retain(|p| p != path);
+    }
+    CHANGED.notify_all();
+}
+
+fn open_for_write(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))
+}
+
+/// 64 hex characters from the kernel's random source.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // Fall back to something that still differs between writers.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+        bytes[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
 fn lock_registry() -> std::sync::MutexGuard<'static, Option<Registry>> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -105,21 +213,32 @@ fn open_and_lock(path: &Path) -> Result<Option<File>> {
             ))
         }
     };
+    set_lock(&file, libc::F_RDLCK, path)?;
+    Ok(Some(file))
+}
+
+/// Waits for and takes an fcntl lock of `kind` (F_RDLCK or F_WRLCK) on the whole file.
+fn set_lock(file: &File, kind: libc::c_int, path: &Path) -> Result<()> {
     loop {
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_RDLCK as libc::c_short;
+        fl.l_type = kind as libc::c_short;
         fl.l_whence = libc::SEEK_SET as libc::c_short;
         fl.l_start = 0;
         fl.l_len = 0;
         // SAFETY: valid descriptor and a fully initialised flock struct.
         let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &fl) };
         if rc == 0 {
-            return Ok(Some(file));
+            return Ok(());
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
+            let what = if kind == libc::F_WRLCK {
+                "write"
+            } else {
+                "read"
+            };
             return Err(Error::io(
-                format!("taking a read lock on {}", path.display()),
+                format!("taking a {what} lock on {}", path.display()),
                 err,
             ));
         }
@@ -151,5 +270,40 @@ mod tests {
         assert!(!lock_registry().as_ref().unwrap().held.contains_key(&p));
         let missing = ReadLock::acquire(&dir.path().join("nope.lock")).unwrap();
         assert!(missing.path.is_none());
+    }
+
+    #[test]
+    fn write_lock_creates_touches_and_excludes_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("images.lock");
+        let mut lock = WriteLock::acquire(&p).unwrap();
+        // Nobody else can take even a read lock while we write (an open file
+        // description lock conflicts with our process lock, like another
+        // process's would).
+        let file = File::open(&p).unwrap();
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_RDLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: valid descriptor and flock struct.
+        assert_eq!(
+            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) },
+            0
+        );
+        assert_eq!(
+            fl.l_type as libc::c_int,
+            libc::F_WRLCK,
+            "the write lock is visible"
+        );
+        lock.touch();
+        drop(lock);
+        let first = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(first.len(), 64);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut lock = WriteLock::acquire(&p).unwrap();
+        lock.touch();
+        drop(lock);
+        assert_ne!(std::fs::read_to_string(&p).unwrap(), first);
+        // A read lock after the writer left works.
+        drop(ReadLock::acquire(&p).unwrap());
     }
 }

@@ -1,6 +1,6 @@
 //! containers/storage: the store podman, buildah, skopeo and CRI-O write,
-//! read as they lay it down (overlay and vfs drivers). Only [`apply`] writes,
-//! and only into the layer tree and tar-split it is given.
+//! read as they lay it down (overlay and vfs drivers), and written the same
+//! way by [`write`] (`kpod pull`, `load`, `tag`, `rmi`). Reading never writes.
 //!
 //! * [`config`]: where the store is (`storage.conf`, environment, options).
 //! * [`records`]: `images.json` / `layers.json`, read under [`lock`]'s fcntl read locks.
@@ -9,6 +9,7 @@
 //! * [`tarsplit`] and [`layer`]: byte-exact, verified layer reassembly.
 //! * [`apply`]: a layer tar applied into a driver tree, with its tar-split.
 //! * [`listing`]: the rows of `kpod images`.
+//! * [`write`]: new layers and images, names, removal.
 //!
 //! ```no_run
 //! use kpod_core::storage::{Store, StoreOptions};
@@ -32,6 +33,7 @@ pub mod records;
 pub mod resolve;
 mod stored;
 pub mod tarsplit;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock::ReadLock;
+use super::lock::{ReadLock, WriteLock};
 use crate::{Error, Result};
 
 /// One image record of `images.json`.
@@ -16,32 +16,47 @@ pub struct ImageRecord {
     /// Image ID (64 hex; normally the config digest's hex).
     pub id: String,
     /// Digest of the image's manifest.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// All manifest digests known for the image (newer containers/storage).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub digests: Vec<String>,
     /// Names, e.g. `docker.io/library/busybox:latest`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
     /// Top layer ID.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
     /// Free-form metadata: a JSON string with signature sizes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
     /// Keys of the image's big-data items.
-    #[serde(default, rename = "big-data-names")]
+    #[serde(
+        default,
+        rename = "big-data-names",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub big_data_names: Vec<String>,
     /// Sizes of the big-data items.
-    #[serde(default, rename = "big-data-sizes")]
+    #[serde(
+        default,
+        rename = "big-data-sizes",
+        skip_serializing_if = "HashMap::is_empty"
+    )]
     pub big_data_sizes: HashMap<String, i64>,
     /// Digests of the big-data items.
-    #[serde(default, rename = "big-data-digests")]
+    #[serde(
+        default,
+        rename = "big-data-digests",
+        skip_serializing_if = "HashMap::is_empty"
+    )]
     pub big_data_digests: HashMap<String, String>,
     /// Creation time, RFC 3339.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// Fields this model does not name (kept as they are when kpod rewrites the file).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One layer record of `layers.json`.
@@ -50,26 +65,54 @@ pub struct LayerRecord {
     /// Layer ID.
     pub id: String,
     /// Parent layer ID.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    /// `sha256:` of the uncompressed tar.
-    #[serde(default, rename = "diff-digest")]
-    pub diff_digest: Option<String>,
-    /// Size of the uncompressed tar (-1 or absent when unknown).
-    #[serde(default, rename = "diff-size")]
-    pub diff_size: Option<i64>,
+    /// Layer creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     /// Digest of the compressed blob the layer was made from.
-    #[serde(default, rename = "compressed-diff-digest")]
+    #[serde(
+        default,
+        rename = "compressed-diff-digest",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compressed_diff_digest: Option<String>,
     /// Size of that blob.
-    #[serde(default, rename = "compressed-size")]
+    #[serde(
+        default,
+        rename = "compressed-size",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compressed_size: Option<i64>,
+    /// `sha256:` of the uncompressed tar.
+    #[serde(
+        default,
+        rename = "diff-digest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub diff_digest: Option<String>,
+    /// Size of the uncompressed tar (-1 or absent when unknown).
+    #[serde(default, rename = "diff-size", skip_serializing_if = "Option::is_none")]
+    pub diff_size: Option<i64>,
     /// Compression of that blob (0 none, 1 bzip2, 2 gzip, 3 xz, 4 zstd).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<i64>,
-    /// Layer creation time.
-    #[serde(default)]
-    pub created: Option<String>,
+    /// Fields this model does not name (`uidset`, `flags`, ...; kept as they
+    /// are when kpod rewrites the file).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LayerRecord {
+    /// Whether containers/storage marked the layer as still being written
+    /// (`flags.incomplete`): such a layer is not usable.
+    pub fn is_incomplete(&self) -> bool {
+        self.extra
+            .get("flags")
+            .and_then(|f| f.get("incomplete"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
 }
 
 /// The per-image metadata JSON kept in the record's `metadata` string.
@@ -131,6 +174,123 @@ pub fn layers_dir(root: &Path, driver: &str) -> PathBuf {
     root.join(format!("{driver}-layers"))
 }
 
+/// `<root>/<driver>-images`.
+pub fn images_dir(root: &Path, driver: &str) -> PathBuf {
+    root.join(format!("{driver}-images"))
+}
+
+/// `images.json` of a store, locked for a change: read the records, change
+/// them, [`ImagesForWrite::save`]. The lock is held until it is dropped.
+#[derive(Debug)]
+pub struct ImagesForWrite {
+    lock: WriteLock,
+    path: PathBuf,
+    /// The records as read; saved as they are then.
+    pub records: Vec<ImageRecord>,
+}
+
+impl ImagesForWrite {
+    /// Takes `images.lock` exclusively (creating the directory and lock file
+    /// when missing) and reads `images.json`.
+    pub fn open(graph_root: &Path, driver: &str) -> Result<ImagesForWrite> {
+        let dir = images_dir(graph_root, driver);
+        create_private_dir(&dir)?;
+        let lock = WriteLock::acquire(&dir.join("images.lock"))?;
+        let path = dir.join("images.json");
+        let records = read_json_array(&path)?;
+        Ok(ImagesForWrite {
+            lock,
+            path,
+            records,
+        })
+    }
+
+    /// Writes the records back (atomically) and marks the store as changed.
+    pub fn save(&mut self) -> Result<()> {
+        write_json_array(&self.path, &self.records)?;
+        self.lock.touch();
+        Ok(())
+    }
+}
+
+/// `layers.json` of a store, locked for a change (see [`ImagesForWrite`]).
+/// Only `layers.json` is read and written; volatile layers are left alone.
+#[derive(Debug)]
+pub struct LayersForWrite {
+    lock: WriteLock,
+    path: PathBuf,
+    /// The records as read; saved as they are then.
+    pub records: Vec<LayerRecord>,
+}
+
+impl LayersForWrite {
+    /// Takes `layers.lock` exclusively (creating the directory and lock file
+    /// when missing) and reads `layers.json`.
+    pub fn open(graph_root: &Path, driver: &str) -> Result<LayersForWrite> {
+        let dir = layers_dir(graph_root, driver);
+        create_private_dir(&dir)?;
+        let lock = WriteLock::acquire(&dir.join("layers.lock"))?;
+        let path = dir.join("layers.json");
+        let records = read_json_array(&path)?;
+        Ok(LayersForWrite {
+            lock,
+            path,
+            records,
+        })
+    }
+
+    /// Writes the records back (atomically) and marks the store as changed.
+    pub fn save(&mut self) -> Result<()> {
+        write_json_array(&self.path, &self.records)?;
+        self.lock.touch();
+        Ok(())
+    }
+}
+
+/// Creates `dir` (and its parents) with mode 0700 when missing.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Replaces `path` with `data` atomically: a temporary file in the same
+/// directory, synced, then renamed over it (mode 0600, as containers/storage).
+pub(crate) fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.kpod-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("writing {}", path.display()), e)
+    })
+}
+
+fn write_json_array<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
+    let data = serde_json::to_vec(records)
+        .map_err(|e| Error::Storage(format!("encoding {}: {e}", path.display())))?;
+    atomic_write(path, &data)
+}
+
 fn read_json_array<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let data = match std::fs::read(path) {
         Ok(d) => d,
@@ -164,6 +324,41 @@ mod tests {
         let recs: Vec<LayerRecord> = serde_json::from_str(layers).unwrap();
         assert_eq!(recs[0].diff_size, Some(4));
         assert_eq!(recs[0].parent, None);
+    }
+
+    #[test]
+    fn rewriting_keeps_unknown_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let layers = dir.path().join("vfs-layers");
+        std::fs::create_dir(&layers).unwrap();
+        std::fs::write(
+            layers.join("layers.json"),
+            r#"[{"id":"a","diff-digest":"sha256:2","uidset":[0,7],"flags":{"incomplete":true},"names-history":["x"]}]"#,
+        )
+        .unwrap();
+        let mut w = LayersForWrite::open(dir.path(), "vfs").unwrap();
+        assert!(w.records[0].is_incomplete());
+        w.records[0].diff_size = Some(9);
+        w.save().unwrap();
+        drop(w);
+        let back: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layers.join("layers.json")).unwrap()).unwrap();
+        assert_eq!(back[0]["uidset"], serde_json::json!([0, 7]));
+        assert_eq!(back[0]["names-history"], serde_json::json!(["x"]));
+        assert_eq!(back[0]["diff-size"], 9);
+        assert!(
+            back[0].get("parent").is_none(),
+            "absent stays absent: {back}"
+        );
+        let mut w = ImagesForWrite::open(dir.path(), "vfs").unwrap();
+        assert!(w.records.is_empty());
+        w.records.push(ImageRecord {
+            id: "b".into(),
+            ..ImageRecord::default()
+        });
+        w.save().unwrap();
+        drop(w);
+        assert_eq!(read_images(dir.path(), "vfs").unwrap()[0].id, "b");
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct DockerArchiveSource {
     config_digest: Digest,
     layers: HashMap<Digest, Span>,
     manifest: Vec<u8>,
+    /// The image's `RepoTags`, normalised (`docker.io/library/x:tag`).
+    names: Vec<String>,
 }
 
 /// `path` without `./` prefixes and with `..` resolved, as a key of the index.
@@ -364,6 +366,12 @@ impl DockerArchiveSource {
             PluginError::invalid_input(format!("{shown}: manifest.json is not valid: {e}"))
         })?;
         let item = choose(&items, &reference.selector, &shown)?;
+        let names = item
+            .repo_tags
+            .iter()
+            .flatten()
+            .filter_map(|tag| Reference::parse(tag).ok().map(|r| r.to_string()))
+            .collect();
 
         let config_span = find(&entries, &item.config, &shown)?;
         let config = read_span(
@@ -445,6 +453,7 @@ impl DockerArchiveSource {
             config_digest,
             layers,
             manifest,
+            names,
         })
     }
 }
@@ -507,6 +516,10 @@ impl Source for DockerArchiveSource {
         let reader = open_span(&self.file, span)
             .map_err(|e| PluginError::from_io(format!("{shown}: seeking to {digest}"), e))?;
         Ok(Box::new(reader))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
     }
 }
 

@@ -72,6 +72,8 @@ pub struct OciSource {
     root: PathBuf,
     digest: Digest,
     media_type: Option<String>,
+    /// The reference name the image was chosen by, if it was.
+    name: Option<String>,
 }
 
 fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
@@ -146,6 +148,11 @@ impl OciSource {
             root: root.clone(),
             digest,
             media_type: entry.get_str("mediaType").filter(|m| !m.is_empty()),
+            // As podman: an image chosen by name is named so; otherwise it has none.
+            name: match &reference.selector {
+                Selector::Name(name) => Some(name.clone()),
+                _ => None,
+            },
         })
     }
 
@@ -189,6 +196,10 @@ impl Source for OciSource {
             None => guess_media_type(&bytes),
         };
         Ok((bytes, media_type))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.name.iter().cloned().collect()
     }
 
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, PluginError> {

@@ -1,0 +1,378 @@
+//! New layers, and removal of layers no image needs.
+//!
+//! A layer is built in `<graph root>/kpod-staging/<id>-<pid>/`: its tree
+//! (overlay: the layer directory with `diff/`; vfs: a copy of the parent's
+//! full tree) and its tar-split. Only when both are complete and the tar's
+//! digest is checked does kpod take `layers.lock`, rename the tree into the
+//! driver's place, the tar-split next to `layers.json`, and add the record.
+
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use super::clock::now_rfc3339;
+use super::StoreWriter;
+use crate::storage::apply::{apply_layer, ApplyOptions, Layout};
+use crate::storage::layer::layer_tree;
+use crate::storage::records::{layers_dir, LayerRecord, LayersForWrite};
+use crate::{Error, Result};
+
+/// What is known of a layer before it is written.
+#[derive(Debug, Clone, Default)]
+pub struct NewLayer {
+    /// Layer ID (see [`chain_id`]).
+    pub id: String,
+    /// Parent layer ID.
+    pub parent: Option<String>,
+    /// `sha256:<hex>` the uncompressed tar must have.
+    pub diff_digest: String,
+    /// The compressed blob the tar came from, its size and compression
+    /// (containers/storage's numbers: 0 none, 2 gzip, 4 zstd).
+    pub compressed: Option<(String, u64, i64)>,
+}
+
+/// The layer ID containers/image gives the layer with `diff_id` on top of
+/// `parent`: the diff ID's hex for a base layer, else
+/// sha256(`<parent>+<diff hex>`).
+pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let hex = diff_id.split_once(':').map_or(diff_id, |(_, h)| h);
+    match parent {
+        None => hex.to_string(),
+        Some(p) => hex::encode(Sha256::digest(format!("{p}+{hex}").as_bytes())),
+    }
+}
+
+impl StoreWriter<'_> {
+    /// The complete layer with `id` in the main store, if there is one.
+    pub fn find_layer(&self, id: &str) -> Result<Option<LayerRecord>> {
+        let records = crate::storage::records::read_layers(
+            self.root(),
+            Some(self.store.run_root()),
+            self.driver(),
+        )?;
+        Ok(records
+            .into_iter()
+            .find(|r| r.id == id && !r.is_incomplete())
+            .filter(|_| self.tar_split_path(id).exists()))
+    }
+
+    fn tar_split_path(&self, id: &str) -> PathBuf {
+        layers_dir(self.root(), self.driver()).join(format!("{id}.tar-split.gz"))
+    }
+
+    /// Writes a layer from its uncompressed tar stream. When the store already
+    /// has a complete layer with this ID (written meanwhile by another
+    /// process), that one is kept and returned.
+    pub fn create_layer(&self, new: &NewLayer, tar: &mut dyn Read) -> Result<LayerRecord> {
+        let staging = self
+            .staging_root()
+            .join(format!("{}-{}", new.id, std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        mkdir(&staging, 0o700)?;
+        let split_path = self.staging_tar_split(&new.id);
+        let result = self.stage_and_commit(new, tar, &staging, &split_path);
+        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_file(&split_path);
+        result
+    }
+
+    fn stage_and_commit(
+        &self,
+        new: &NewLayer,
+        tar: &mut dyn Read,
+        staging: &Path,
+        split_path: &Path,
+    ) -> Result<LayerRecord> {
+        let overlay = self.driver() == "overlay";
+        let layer_dir = staging.join("layer");
+        let lowers = match &new.parent {
+            Some(p) => self.lower_trees(p)?,
+            None => Vec::new(),
+        };
+        let tree = if overlay {
+            mkdir(&layer_dir, 0o700)?;
+            let diff = layer_dir.join("diff");
+            mkdir(&diff, 0o755)?;
+            diff
+        } else {
+            match lowers.first() {
+                Some(parent_tree) => copy_tree(parent_tree, &layer_dir)?,
+                None => mkdir(&layer_dir, 0o755)?,
+            }
+            layer_dir.clone()
+        };
+        let mut split = std::fs::File::create(split_path)
+            .map_err(|e| Error::io(format!("creating {}", split_path.display()), e))?;
+        let layout = if overlay {
+            Layout::Overlay
+        } else {
+            Layout::Vfs
+        };
+        let applied = apply_layer(
+            tar,
+            &tree,
+            &ApplyOptions {
+                layout,
+                lowers: &lowers,
+            },
+            &mut split,
+        )?;
+        split
+            .sync_all()
+            .map_err(|e| Error::io(format!("writing {}", split_path.display()), e))?;
+        drop(split);
+        if applied.diff_digest != new.diff_digest {
+            return Err(Error::Integrity(format!(
+                "layer {} is {} uncompressed, but the image config says {}",
+                short(&new.id),
+                applied.diff_digest,
+                new.diff_digest
+            )));
+        }
+
+        let mut layers = LayersForWrite::open(self.root(), self.driver())?;
+        if let Some(existing) = layers.records.iter().find(|r| r.id == new.id) {
+            if !existing.is_incomplete() && self.tar_split_path(&new.id).exists() {
+                return Ok(existing.clone());
+            }
+        }
+        // A record without its files, or files without a record, were left by
+        // an interrupted writer: replace them.
+        layers.records.retain(|r| r.id != new.id);
+        let final_dir = match self.driver() {
+            "overlay" => self.root().join("overlay").join(&new.id),
+            _ => layer_tree(self.root(), "vfs", &new.id),
+        };
+        if final_dir.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&final_dir)
+                .map_err(|e| Error::io(format!("removing {}", final_dir.display()), e))?;
+        }
+        let link = if overlay {
+            Some(self.prepare_overlay_dir(&layer_dir, new.parent.as_deref())?)
+        } else {
+            None
+        };
+        rename(&layer_dir, &final_dir)?;
+        if let Some(link) = &link {
+            let l = self.root().join("overlay/l").join(link);
+            let _ = std::fs::remove_file(&l);
+            std::os::unix::fs::symlink(format!("../{}/diff", new.id), &l)
+                .map_err(|e| Error::io(format!("creating {}", l.display()), e))?;
+        }
+        rename(split_path, &self.tar_split_path(&new.id))?;
+
+        let mut record = LayerRecord {
+            id: new.id.clone(),
+            parent: new.parent.clone(),
+            created: Some(now_rfc3339()),
+            diff_digest: Some(applied.diff_digest),
+            diff_size: Some(applied.diff_size as i64),
+            ..LayerRecord::default()
+        };
+        if let Some((digest, size, compression)) = &new.compressed {
+            record.compressed_diff_digest = Some(digest.clone());
+            record.compressed_size = Some(*size as i64);
+            record.compression = Some(*compression);
+        }
+        if !applied.uids.is_empty() {
+            record
+                .extra
+                .insert("uidset".into(), serde_json::json!(applied.uids));
+        }
+        if !applied.gids.is_empty() {
+            record
+                .extra
+                .insert("gidset".into(), serde_json::json!(applied.gids));
+        }
+        layers.records.push(record.clone());
+        layers.save()?;
+        Ok(record)
+    }
+
+    /// The trees of `top` and the layers under it, nearest first (overlay:
+    /// each one's `diff`; vfs: `top`'s full tree is all that is needed).
+    fn lower_trees(&self, top: &str) -> Result<Vec<PathBuf>> {
+        let records = crate::storage::records::read_layers(
+            self.root(),
+            Some(self.store.run_root()),
+            self.driver(),
+        )?;
+        let mut trees = Vec::new();
+        let mut next = Some(top.to_string());
+        while let Some(id) = next {
+            let rec = records.iter().find(|r| r.id == id).ok_or_else(|| {
+                Error::Storage(format!("parent layer {} is not in the store", short(&id)))
+            })?;
+            trees.push(layer_tree(self.root(), self.driver(), &id));
+            if self.driver() == "vfs" || trees.len() > 500 {
+                break;
+            }
+            next = rec.parent.clone().filter(|p| !p.is_empty());
+        }
+        Ok(trees)
+    }
+
+    /// Adds overlay's bookkeeping to a staged layer directory: `link` (the
+    /// short name under `overlay/l/`), `lower` (the parents' short names,
+    /// nearest first), `work/` and `merged/`. Returns the short name.
+    fn prepare_overlay_dir(&self, dir: &Path, parent: Option<&str>) -> Result<String> {
+        let link = loop {
+            let candidate = random_link_id();
+            if self
+                .root()
+                .join("overlay/l")
+                .join(&candidate)
+                .symlink_metadata()
+                .is_err()
+            {
+                break candidate;
+            }
+        };
+        write_file(&dir.join("link"), link.as_bytes())?;
+        if let Some(parent) = parent {
+            let parent_dir = self.root().join("overlay").join(parent);
+            let parent_link = read_trimmed(&parent_dir.join("link"))?;
+            let mut lower = format!("l/{parent_link}");
+            match std::fs::read_to_string(parent_dir.join("lower")) {
+                Ok(text) if !text.trim().is_empty() => {
+                    lower.push(':');
+                    lower.push_str(text.trim());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("reading {}/lower", parent_dir.display()),
+                        e,
+                    ))
+                }
+            }
+            write_file(&dir.join("lower"), lower.as_bytes())?;
+        }
+        mkdir(&dir.join("work"), 0o700)?;
+        mkdir(&dir.join("merged"), 0o700)?;
+        Ok(link)
+    }
+
+    /// Deletes layers `ids` (records, trees, tar-splits), which the caller has
+    /// checked no image or container still uses. Holds `layers.lock`.
+    pub(crate) fn delete_layers(&self, layers: &mut LayersForWrite, ids: &[String]) -> Result<()> {
+        for id in ids {
+            if self.driver() == "overlay" {
+                let dir = self.root().join("overlay").join(id);
+                if let Ok(link) = read_trimmed(&dir.join("link")) {
+                    let _ = std::fs::remove_file(self.root().join("overlay/l").join(link));
+                }
+                remove_tree(&dir)?;
+            } else {
+                remove_tree(&layer_tree(self.root(), "vfs", id))?;
+            }
+            let _ = std::fs::remove_file(self.tar_split_path(id));
+            layers.records.retain(|r| &r.id != id);
+        }
+        layers.save()
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// 26 characters of base32 (A-Z, 2-7), like containers/storage's link names.
+fn random_link_id() -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bytes = [0u8; 26];
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+            ^ u128::from(std::process::id());
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed >> ((i * 5) % 120)) as u8;
+        }
+    }
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 32)] as char)
+        .collect()
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to)
+        .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    std::fs::write(path, data).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn read_trimmed(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+}
+
+fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// A full copy of a vfs parent tree (owners, modes, times, xattrs, devices,
+/// hard links kept), as the vfs driver makes for a child layer.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let out = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(from)
+        .arg(to)
+        .output()
+        .map_err(|e| Error::io("running cp to copy the parent layer", e))?;
+    if !out.status.success() {
+        return Err(Error::Storage(format!(
+            "copying the parent layer {} failed: {}",
+            from.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_match_containers_image() {
+        let diff = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+        assert_eq!(chain_id(None, diff), &diff[7..]);
+        // printf '%s' "$parent+$hex" | sha256sum
+        let parent = &diff[7..];
+        let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            format!("{parent}+{parent}").as_bytes(),
+        ));
+        assert_eq!(chain_id(Some(parent), diff), expected);
+    }
+
+    #[test]
+    fn link_ids_look_like_overlays() {
+        let a = random_link_id();
+        assert_eq!(a.len(), 26);
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert_ne!(a, random_link_id());
+    }
+}
