@@ -2,6 +2,8 @@
 //! (`docker-registry`) on loopback, driven through the plugin's Rust
 //! `Destination`, and checked with real readers: `skopeo inspect`,
 //! `skopeo copy ... oci:` (which verifies every digest) and `podman pull`.
+//! The `docker://` source (`mod source`) reads what was pushed back and is
+//! checked against `skopeo inspect --raw` and the pushed bytes.
 
 use flate2::write::GzEncoder;
 use kpod_plugin_docker::{DockerDestination, Environment};
