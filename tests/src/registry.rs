@@ -31,6 +31,7 @@ pub struct RegistryBuilder {
     tls: bool,
     htpasswd: Option<(String, String)>,
     token: Option<(String, String)>,
+    redirect_blobs: bool,
 }
 
 impl RegistryBuilder {
@@ -54,6 +55,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// Answer blob downloads with a redirect to a separate plain-HTTP server
+    /// (another port, so another origin) that serves the registry's storage,
+    /// as registries backed by S3 or a CDN do (the registry's `redirect`
+    /// storage middleware). See [`Registry::redirected`].
+    pub fn redirect_blobs(mut self) -> Self {
+        self.redirect_blobs = true;
+        self
+    }
+
     /// Writes the configuration and starts the registry; panics with the
     /// package to install when `docker-registry` (or `htpasswd`) is missing.
     pub fn start(self) -> Registry {
@@ -67,6 +77,7 @@ impl RegistryBuilder {
             config: PathBuf::new(),
             ca_dir: None,
             issuer: None,
+            blob_server: None,
             spec: self.clone(),
             starts: 0,
         };
@@ -84,6 +95,7 @@ pub struct Registry {
     config: PathBuf,
     ca_dir: Option<PathBuf>,
     issuer: Option<TokenIssuer>,
+    blob_server: Option<BlobServer>,
     spec: RegistryBuilder,
     starts: usize,
 }
@@ -114,6 +126,14 @@ impl Registry {
     /// TLS registry.
     pub fn ca_dir(&self) -> Option<&Path> {
         self.ca_dir.as_deref()
+    }
+
+    /// The requests the blob server of [`RegistryBuilder::redirect_blobs`]
+    /// received so far (none without it).
+    pub fn redirected(&self) -> Vec<RedirectedRequest> {
+        self.blob_server
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.seen.lock().unwrap().clone())
     }
 
     /// The temporary directory of this registry (config, storage, logs).
@@ -168,6 +188,14 @@ impl Registry {
                 root.join("token-ca.crt").display()
             ));
             self.issuer = Some(issuer);
+        }
+        if self.spec.redirect_blobs {
+            let server = BlobServer::start(&root.join("data"));
+            yaml.push_str(&format!(
+                "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: http://127.0.0.1:{}/\n",
+                server.port
+            ));
+            self.blob_server = Some(server);
         }
         self.config = root.join("config.yml");
         fs::write(&self.config, yaml).unwrap();
@@ -285,6 +313,114 @@ fn parse_access_line(line: &str) -> Option<AccessLine> {
         path,
         status,
     })
+}
+
+/// A request that reached the blob server of [`RegistryBuilder::redirect_blobs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectedRequest {
+    /// `GET` or `HEAD`.
+    pub method: String,
+    /// The storage path asked for.
+    pub path: String,
+    /// Whether the request carried an `Authorization` header.
+    pub authorization: bool,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// A plain-HTTP server of the files below `root` (`GET` and `HEAD`), the
+/// target of the registry's blob redirects. It records every request.
+struct BlobServer {
+    port: u16,
+    seen: Arc<Mutex<Vec<RedirectedRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl BlobServer {
+    fn start(root: &Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2, root) = (seen.clone(), stop.clone(), root.to_path_buf());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (seen, root) = (seen2.clone(), root.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_file(conn, &root, &seen);
+                });
+            }
+        });
+        BlobServer { port, seen, stop }
+    }
+}
+
+impl Drop for BlobServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve_file(
+    mut conn: TcpStream,
+    root: &Path,
+    seen: &Mutex<Vec<RedirectedRequest>>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut authorization = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, _)) = line.split_once(':') {
+            authorization |= name.eq_ignore_ascii_case("authorization");
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("/").to_string();
+    let rel = path.split('?').next().unwrap_or("").trim_start_matches('/');
+    let file = (!rel.split('/').any(|c| c == ".."))
+        .then(|| root.join(rel))
+        .filter(|f| f.is_file());
+    let status = match (&file, method.as_str()) {
+        (Some(_), "GET" | "HEAD") => 200,
+        (None, "GET" | "HEAD") => 404,
+        _ => 405,
+    };
+    seen.lock().unwrap().push(RedirectedRequest {
+        method: method.clone(),
+        path,
+        authorization,
+        status,
+    });
+    match file.filter(|_| status == 200) {
+        Some(file) => {
+            let mut f = fs::File::open(&file)?;
+            let len = f.metadata()?.len();
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+            )?;
+            if method == "GET" {
+                std::io::copy(&mut f, &mut conn)?;
+            }
+        }
+        None => write!(
+            conn,
+            "HTTP/1.1 {status} No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?,
+    }
+    conn.flush()
 }
 
 /// A port that was free a moment ago.

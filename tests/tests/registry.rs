@@ -2,6 +2,8 @@
 //! (`docker-registry`) on loopback, driven through the plugin's Rust
 //! `Destination`, and checked with real readers: `skopeo inspect`,
 //! `skopeo copy ... oci:` (which verifies every digest) and `podman pull`.
+//! The `docker://` source (`mod source`) reads what was pushed back and is
+//! checked against `skopeo inspect --raw` and the pushed bytes.
 
 use flate2::write::GzEncoder;
 use kpod_plugin_docker::{DockerDestination, Environment};
@@ -1117,5 +1119,386 @@ mod end_to_end {
         let err = stderr_of(&out);
         assert!(err.contains("unauthorized"), "{err}");
         assert!(!err.contains("Wr0ngPa55"), "the password leaked: {err}");
+    }
+}
+
+/// The `docker://` source: images pushed with the destination (checked by
+/// skopeo above), read back through the plugin's `Source` and compared with
+/// what `skopeo inspect --raw` and the pushed bytes say.
+mod source {
+    use super::*;
+    use kpod_plugin_docker::platform::Platform;
+    use kpod_plugin_docker::{DockerPlugin, DockerSource};
+    use kpod_plugin_sdk::{Plugin, Source};
+    use sha2::{Digest as _, Sha256};
+
+    /// A source for `name` (`repo:tag` or `repo@digest`) on `reg`.
+    fn open_source(reg: &Registry, name: &str, options: &PushOptions) -> DockerSource {
+        let reference = Reference::parse(&format!("{}/{name}", reg.host())).unwrap();
+        DockerSource::open_with_env(&reference, options, &Environment::empty()).unwrap()
+    }
+
+    /// `skopeo inspect --raw`: the manifest bytes exactly as skopeo got them.
+    fn skopeo_raw(reg: &Registry, name: &str, extra: &[&str]) -> Vec<u8> {
+        require_tool("skopeo", "skopeo");
+        let out = run_ok(
+            Command::new("skopeo")
+                .args(["inspect", "--raw"])
+                .args(extra)
+                .arg(format!("docker://{}/{name}", reg.host())),
+        );
+        out.stdout
+    }
+
+    /// Reads blob `digest` through the source in small pieces; returns its
+    /// bytes after checking their sha256 independently.
+    fn read_blob(src: &DockerSource, digest: &str) -> Vec<u8> {
+        let mut reader = src
+            .open_blob(digest)
+            .unwrap_or_else(|e| panic!("open_blob {digest}: {e}"));
+        let mut data = Vec::new();
+        let mut buf = [0u8; 7_919];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        let got = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+        assert_eq!(got, digest, "blob streamed with the wrong digest");
+        data
+    }
+
+    /// The source's manifest is skopeo's, byte for byte, and the pushed one;
+    /// every blob it names streams with its digest and the pushed bytes.
+    fn check_source(src: &DockerSource, img: &TestImage, skopeo_bytes: &[u8]) {
+        let (manifest, media_type) = src.manifest().unwrap_or_else(|e| panic!("manifest: {e}"));
+        assert_eq!(manifest, skopeo_bytes, "manifest differs from skopeo's");
+        assert_eq!(manifest, img.manifest);
+        assert_eq!(media_type, media_types::OCI_MANIFEST);
+        let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let config = parsed["config"]["digest"].as_str().unwrap();
+        assert_eq!(read_blob(src, config), img.config);
+        let layers = parsed["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), img.layers.len());
+        for (desc, layer) in layers.iter().zip(&img.layers) {
+            assert_eq!(read_blob(src, desc["digest"].as_str().unwrap()), layer.gz);
+        }
+        assert!(src.signatures().unwrap().is_empty());
+    }
+
+    fn manifest_gets(lines: &[AccessLine], repo: &str) -> usize {
+        let prefix = format!("/v2/{repo}/manifests/");
+        lines
+            .iter()
+            .filter(|l| l.method == "GET" && l.path.starts_with(&prefix))
+            .count()
+    }
+
+    #[test]
+    fn source_plain_http() {
+        let reg = Registry::builder().start();
+        let img = make_image("src-plain", 3_000_000);
+        let mut dest = open(&reg, "src/app", "v1", &options_insecure());
+        push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+        let raw = skopeo_raw(&reg, "src/app:v1", &["--tls-verify=false"]);
+
+        let before = reg.requests().len();
+        let src = open_source(&reg, "src/app:v1", &options_insecure());
+        check_source(&src, &img, &raw);
+        // The manifest is fetched once, however often it is asked for.
+        assert_eq!(src.manifest().unwrap().0, raw);
+        let lines = reg.requests_settled()[before..].to_vec();
+        assert_eq!(manifest_gets(&lines, "src/app"), 1, "{lines:?}");
+        assert_eq!(src.names(), vec![format!("{}/src/app:v1", reg.host())]);
+
+        // By digest: the same manifest; the name keeps the digest.
+        let digest = Digest::of(&img.manifest);
+        let by_digest = open_source(&reg, &format!("src/app@{digest}"), &options_insecure());
+        check_source(&by_digest, &img, &raw);
+        assert_eq!(
+            by_digest.names(),
+            vec![format!("{}/src/app@{digest}", reg.host())]
+        );
+
+        // Through the plugin's entry point, as kpod opens it.
+        let boxed = DockerPlugin::open_source(
+            "docker",
+            &format!("//{}/src/app:v1", reg.host()),
+            &options_insecure(),
+        )
+        .unwrap();
+        assert_eq!(boxed.manifest().unwrap().0, raw);
+        assert_eq!(boxed.names(), src.names());
+
+        // A missing tag, repository or blob is NotFound, in one line.
+        let e = open_source(&reg, "src/app:nope", &options_insecure())
+            .manifest()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+        assert_eq!(
+            e.message.as_str(),
+            format!("manifest unknown: {}/src/app:nope", reg.host())
+        );
+        let e = open_source(&reg, "src/none:v1", &options_insecure())
+            .manifest()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+        let missing = Digest::of(b"not pushed");
+        let e = src.open_blob(missing.as_str()).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+        one_line(&e);
+        let e = src.open_blob("md5:abc").err().unwrap();
+        assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
+
+        // Plain HTTP without --tls-verify=false is refused.
+        let e = open_source(&reg, "src/app:v1", &PushOptions::default())
+            .manifest()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Network, "{e}");
+        one_line(&e);
+    }
+
+    /// A read of `name` with `user`'s wrong password `pass` fails with one
+    /// line saying "unauthorized", naming the registry, hiding the password.
+    fn assert_source_refused(reg: &Registry, name: &str, options: PushOptions, pass: &str) {
+        let e = open_source(reg, name, &options).manifest().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+        assert!(e.message.contains("unauthorized"), "{e}");
+        assert!(e.message.contains(&reg.host()), "{e}");
+        assert!(!e.message.contains(pass), "{e}");
+        one_line(&e);
+    }
+
+    #[test]
+    fn source_token_auth() {
+        let reg = Registry::builder().token_auth("bob", "t0ken-pass").start();
+        let img = make_image("src-token", 50_000);
+        let options = PushOptions {
+            creds: Some(creds("bob", "t0ken-pass")).into(),
+            ..options_insecure()
+        };
+        let mut dest = open(&reg, "tok/src", "v1", &options);
+        push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+        let raw = skopeo_raw(
+            &reg,
+            "tok/src:v1",
+            &["--tls-verify=false", "--creds=bob:t0ken-pass"],
+        );
+
+        let issued = reg.tokens_issued();
+        let src = open_source(&reg, "tok/src:v1", &options);
+        check_source(&src, &img, &raw);
+        let fetched = reg.tokens_issued() - issued;
+        assert!(
+            (1..=2).contains(&fetched),
+            "one pull token serves the manifest and every blob: {fetched} fetched"
+        );
+
+        let wrong = PushOptions {
+            creds: Some(creds("bob", "n0pe-pass")).into(),
+            ..options_insecure()
+        };
+        assert_source_refused(&reg, "tok/src:v1", wrong, "n0pe-pass");
+        let e = open_source(&reg, "tok/src:v1", &options_insecure())
+            .manifest()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    }
+
+    #[test]
+    fn source_htpasswd_over_tls() {
+        let reg = Registry::builder()
+            .tls()
+            .htpasswd("alice", "s3cret-pass")
+            .start();
+        let ca_dir = reg.ca_dir().unwrap().to_string_lossy().into_owned();
+        let img = make_image("src-tls", 50_000);
+        let options = PushOptions {
+            creds: Some(creds("alice", "s3cret-pass")).into(),
+            cert_dir: Some(ca_dir.as_str().into()).into(),
+            ..PushOptions::default()
+        };
+        let mut dest = open(&reg, "private/src", "v1", &options);
+        push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+        let raw = skopeo_raw(
+            &reg,
+            "private/src:v1",
+            &[&format!("--cert-dir={ca_dir}"), "--creds=alice:s3cret-pass"],
+        );
+        check_source(&open_source(&reg, "private/src:v1", &options), &img, &raw);
+
+        // Credentials from an auth file, and --tls-verify=false without the CA.
+        let home = tempfile::tempdir().unwrap();
+        let auth = home.path().join("auth.json");
+        write_auth_json(&auth, &reg.host(), "alice", "s3cret-pass");
+        let from_file = PushOptions {
+            auth_file: Some(auth.to_string_lossy().as_ref().into()).into(),
+            ..options_insecure()
+        };
+        check_source(&open_source(&reg, "private/src:v1", &from_file), &img, &raw);
+
+        let wrong = PushOptions {
+            creds: Some(creds("alice", "wr0ng-pass")).into(),
+            ..options.clone()
+        };
+        assert_source_refused(&reg, "private/src:v1", wrong, "wr0ng-pass");
+
+        // Without the CA the certificate is refused.
+        let no_ca = PushOptions {
+            creds: options.creds.clone(),
+            ..PushOptions::default()
+        };
+        let e = open_source(&reg, "private/src:v1", &no_ca)
+            .manifest()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Network, "{e}");
+        assert!(e.message.to_lowercase().contains("certificate"), "{e}");
+        one_line(&e);
+    }
+
+    /// Blobs served by redirect to another origin: followed, and the
+    /// registry's credentials are not sent there.
+    #[test]
+    fn source_blob_redirects() {
+        let reg = Registry::builder()
+            .htpasswd("alice", "s3cret-pass")
+            .redirect_blobs()
+            .start();
+        let img = make_image("src-redirect", 200_000);
+        let options = PushOptions {
+            creds: Some(creds("alice", "s3cret-pass")).into(),
+            ..options_insecure()
+        };
+        let mut dest = open(&reg, "redir/app", "v1", &options);
+        push(&mut dest, &img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+        let raw = skopeo_raw(
+            &reg,
+            "redir/app:v1",
+            &["--tls-verify=false", "--creds=alice:s3cret-pass"],
+        );
+        let before = reg.redirected().len();
+        check_source(&open_source(&reg, "redir/app:v1", &options), &img, &raw);
+        let seen = reg.redirected()[before..].to_vec();
+        let gets: Vec<_> = seen.iter().filter(|r| r.method == "GET").collect();
+        assert_eq!(gets.len(), 1 + img.layers.len(), "{seen:?}");
+        assert!(gets.iter().all(|r| r.status == 200), "{seen:?}");
+        assert!(
+            seen.iter().all(|r| !r.authorization),
+            "the registry's Authorization went to another host: {seen:?}"
+        );
+    }
+
+    /// The platform other than the running one used in index tests.
+    fn other_platform() -> Platform {
+        let running = Platform::running();
+        let other = if running.architecture == "arm64" {
+            "linux/amd64"
+        } else {
+            "linux/arm64/v8"
+        };
+        Platform::parse(other).unwrap()
+    }
+
+    fn index_entry(img: &TestImage, platform: &Platform) -> serde_json::Value {
+        let mut p = serde_json::json!({"os": platform.os, "architecture": platform.architecture});
+        if !platform.variant.is_empty() {
+            p["variant"] = platform.variant.clone().into();
+        }
+        serde_json::json!({
+            "mediaType": media_types::OCI_MANIFEST,
+            "digest": Digest::of(&img.manifest).as_str(),
+            "size": img.manifest.len(),
+            "platform": p,
+        })
+    }
+
+    /// Stores an OCI index of `entries` as `repo:tag`; returns its bytes.
+    fn put_index(
+        reg: &Registry,
+        repo: &str,
+        tag: &str,
+        entries: Vec<serde_json::Value>,
+    ) -> Vec<u8> {
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_INDEX,
+            "manifests": entries,
+        }))
+        .unwrap();
+        let dest = open(reg, repo, tag, &options_insecure());
+        dest.put_manifest(&index, media_types::OCI_INDEX)
+            .unwrap_or_else(|e| panic!("putting the index: {e}\n{}", reg.log()));
+        index
+    }
+
+    #[test]
+    fn source_selects_the_platform_of_an_index() {
+        let reg = Registry::builder().start();
+        let (running, other) = (Platform::running(), other_platform());
+        let mine = make_image("src-mine", 20_000);
+        let theirs = make_image("src-theirs", 20_000);
+        for (img, tag) in [(&mine, "mine"), (&theirs, "theirs")] {
+            let mut dest = open(&reg, "multi/app", tag, &options_insecure());
+            push(&mut dest, img).unwrap_or_else(|e| panic!("push: {e}\n{}", reg.log()));
+        }
+        // The running platform second, so that "the first entry" is wrong.
+        let index = put_index(
+            &reg,
+            "multi/app",
+            "both",
+            vec![index_entry(&theirs, &other), index_entry(&mine, &running)],
+        );
+        assert_eq!(
+            skopeo_raw(&reg, "multi/app:both", &["--tls-verify=false"]),
+            index
+        );
+        let mine_raw = skopeo_raw(&reg, "multi/app:mine", &["--tls-verify=false"]);
+
+        let src = open_source(&reg, "multi/app:both", &options_insecure());
+        check_source(&src, &mine, &mine_raw);
+        assert_eq!(src.names(), vec![format!("{}/multi/app:both", reg.host())]);
+
+        // By the index's digest, which is verified, and then the instance's.
+        let by_digest = format!("multi/app@{}", Digest::of(&index));
+        check_source(
+            &open_source(&reg, &by_digest, &options_insecure()),
+            &mine,
+            &mine_raw,
+        );
+
+        // Another platform on request.
+        let mut options = options_insecure();
+        options.set_extra("docker.platform", &other.to_string());
+        let (got, _) = open_source(&reg, "multi/app:both", &options)
+            .manifest()
+            .unwrap();
+        assert_eq!(got, theirs.manifest);
+
+        // No entry for the running platform: NotFound listing what there is.
+        put_index(
+            &reg,
+            "multi/app",
+            "foreign",
+            vec![
+                index_entry(&theirs, &Platform::parse("linux/s390x").unwrap()),
+                index_entry(&mine, &Platform::parse("windows/amd64").unwrap()),
+            ],
+        );
+        let e = open_source(&reg, "multi/app:foreign", &options_insecure())
+            .manifest()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+        assert!(
+            e.message
+                .contains(&format!("no image for {running} in the manifest list")),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("(it has: linux/s390x, windows/amd64)"),
+            "{e}"
+        );
+        one_line(&e);
     }
 }

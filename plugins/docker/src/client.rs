@@ -11,7 +11,8 @@ use crate::errors::{self, RegistryError};
 use base64::Engine as _;
 use kpod_plugin_sdk::{Credentials, Digest, DigestingReader, ErrorKind, PluginError};
 use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION,
+    WWW_AUTHENTICATE,
 };
 use reqwest::{Method, StatusCode, Url};
 use std::collections::HashMap;
@@ -36,6 +37,10 @@ pub struct ClientOptions {
 const PIECE: usize = 512 * 1024;
 /// The longest wait between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The largest manifest accepted (containers/image's limit too).
+pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
+/// How long a blob download may go without receiving a byte.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A body of a request.
 enum Body {
@@ -93,7 +98,8 @@ struct Inner {
 
 /// A client for one registry host.
 pub struct RegistryClient {
-    rt: tokio::runtime::Runtime,
+    // Shared with the blob readers it hands out, which may outlive it.
+    rt: Arc<tokio::runtime::Runtime>,
     inner: Arc<Inner>,
 }
 
@@ -145,7 +151,7 @@ impl RegistryClient {
                 ))
             })?;
         Ok(RegistryClient {
-            rt,
+            rt: Arc::new(rt),
             inner: Arc::new(Inner {
                 http,
                 host: host.to_string(),
@@ -460,7 +466,7 @@ impl RegistryClient {
             let url = join(&base, &format!("v2/{repo}/manifests/{reference}"))?;
             let mut headers = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&accept) {
-                headers.insert(reqwest::header::ACCEPT, v);
+                headers.insert(ACCEPT, v);
             }
             let resp = inner
                 .send(
@@ -480,6 +486,169 @@ impl RegistryClient {
                 _ => Err(RegistryError::from_response(resp).await.into_error(&what)),
             }
         })
+    }
+
+    /// Fetches manifest `reference` (a tag or a digest) of `repo`, asking for
+    /// the `accept` media types. `Ok(None)` when the registry does not know it
+    /// (HTTP 404). The body is returned as received, unverified.
+    pub fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        accept: &[&str],
+    ) -> Result<Option<FetchedManifest>, PluginError> {
+        let inner = self.inner.clone();
+        let (repo, reference) = (repo.to_string(), reference.to_string());
+        let accept = accept.join(", ");
+        self.rt.block_on(async move {
+            let what = format!("reading manifest {reference} of {}/{repo}", inner.host);
+            let base = inner.ping().await?.base.clone();
+            let url = join(&base, &format!("v2/{repo}/manifests/{reference}"))?;
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&accept) {
+                headers.insert(ACCEPT, v);
+            }
+            let req = Request {
+                method: Method::GET,
+                url,
+                headers,
+                body: Body::Empty,
+                scopes: vec![pull_scope(&repo)],
+            };
+            let mut resp = inner.send(&what, req).await?;
+            match resp.status() {
+                s if s.is_success() => {}
+                StatusCode::NOT_FOUND => return Ok(None),
+                _ => return Err(RegistryError::from_response(resp).await.into_error(&what)),
+            }
+            if resp.content_length().unwrap_or(0) > MAX_MANIFEST_SIZE as u64 {
+                return Err(PluginError::invalid_input(format!(
+                    "{what}: the manifest is larger than {MAX_MANIFEST_SIZE} bytes"
+                )));
+            }
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+                .filter(|v| !v.is_empty());
+            let digest_header = content_digest(&resp).map(str::to_string);
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| errors::network(&what, &e))? {
+                if bytes.len() + chunk.len() > MAX_MANIFEST_SIZE {
+                    return Err(PluginError::invalid_input(format!(
+                        "{what}: the manifest is larger than {MAX_MANIFEST_SIZE} bytes"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Some(FetchedManifest {
+                bytes,
+                content_type,
+                digest_header,
+            }))
+        })
+    }
+
+    /// Starts downloading blob `digest` of `repo`, following redirects (to
+    /// other hosts too; reqwest drops the `Authorization` header when a
+    /// redirect leaves the registry's scheme, host and port). The returned
+    /// reader streams the body as it arrives; it does not verify the digest.
+    /// A blob the registry does not know is [`ErrorKind::NotFound`].
+    pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobReader, PluginError> {
+        let inner = self.inner.clone();
+        let (repo, digest) = (repo.to_string(), digest.clone());
+        let what = format!("reading blob {digest} of {}/{repo}", inner.host);
+        let what2 = what.clone();
+        let resp = self.rt.block_on(async move {
+            let base = inner.ping().await?.base.clone();
+            let url = join(&base, &format!("v2/{repo}/blobs/{digest}"))?;
+            let resp = inner
+                .send(
+                    &what2,
+                    Request::empty(Method::GET, url, vec![pull_scope(&repo)]),
+                )
+                .await?;
+            match resp.status() {
+                s if s.is_success() => Ok(resp),
+                StatusCode::NOT_FOUND => Err(PluginError::not_found(format!(
+                    "{what2}: blob unknown to the registry"
+                ))),
+                _ => Err(RegistryError::from_response(resp).await.into_error(&what2)),
+            }
+        })?;
+        Ok(BlobReader {
+            resp,
+            chunk: bytes::Bytes::new(),
+            done: false,
+            what,
+            rt: self.rt.clone(),
+        })
+    }
+}
+
+/// A manifest as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The body, byte for byte.
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` without parameters, when the registry sent one.
+    pub content_type: Option<String>,
+    /// The `Docker-Content-Digest` header, when the registry sent one.
+    pub digest_header: Option<String>,
+}
+
+/// A blob body being downloaded, read piece by piece as the network delivers
+/// it (memory use is one network chunk, whatever the blob size). Errors while
+/// reading are [`std::io::Error`]s wrapping a [`PluginError`] of kind
+/// [`ErrorKind::Network`].
+pub struct BlobReader {
+    // Declared before `rt`: the body is dropped before the runtime may be.
+    resp: reqwest::Response,
+    chunk: bytes::Bytes,
+    done: bool,
+    what: String,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("what", &self.what)
+            .finish()
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.chunk.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            let next = self.rt.block_on(async {
+                tokio::time::timeout(READ_IDLE_TIMEOUT, self.resp.chunk()).await
+            });
+            match next {
+                Ok(Ok(Some(chunk))) => self.chunk = chunk,
+                Ok(Ok(None)) => self.done = true,
+                Ok(Err(e)) => {
+                    return Err(std::io::Error::other(errors::network(&self.what, &e)));
+                }
+                Err(_) => {
+                    return Err(std::io::Error::other(PluginError::network(format!(
+                        "{}: no data received for {} s",
+                        self.what,
+                        READ_IDLE_TIMEOUT.as_secs()
+                    ))));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 

@@ -1,5 +1,6 @@
-//! kpod's `docker://` transport: pushes images to any registry that speaks the
-//! Docker Registry HTTP API V2 (CNCF distribution, Quay, Harbor, GHCR, ...).
+//! kpod's `docker://` transport: pushes images to, and reads them from, any
+//! registry that speaks the Docker Registry HTTP API V2 (CNCF distribution,
+//! Quay, Harbor, GHCR, ...).
 //!
 //! Built as a kpod plugin (`cdylib`) and as an `rlib` so that other transports
 //! (`atomic:`) reuse [`client::RegistryClient`] and [`DockerDestination`].
@@ -16,10 +17,13 @@ pub mod credentials;
 pub mod destination;
 pub mod env;
 pub mod errors;
+pub mod platform;
+pub mod source;
 pub mod tls;
 
 pub use destination::DockerDestination;
 pub use env::Environment;
+pub use source::DockerSource;
 
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
@@ -57,6 +61,15 @@ impl Plugin for DockerPlugin {
     ) -> Result<Box<dyn Destination>, PluginError> {
         let reference = parse_docker_reference(reference)?;
         Ok(Box::new(DockerDestination::open(&reference, options)?))
+    }
+
+    fn open_source(
+        _transport: &str,
+        reference: &str,
+        options: &PushOptions,
+    ) -> Result<Box<dyn Source>, PluginError> {
+        let reference = parse_docker_reference(reference)?;
+        Ok(Box::new(DockerSource::open(&reference, options)?))
     }
 }
 
