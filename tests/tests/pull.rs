@@ -625,7 +625,7 @@ fn load_reads_what_podman_save_writes_from_a_file_and_stdin() {
     let from = Store::new("overlay");
     let id = pull(&from, &layout, IMAGE);
     let archive = tmp.path().join("saved.tar");
-    run_ok(&mut from.podman(["save", "-q", "-o"]).arg(&archive).arg(IMAGE));
+    run_ok(from.podman(["save", "-q", "-o"]).arg(&archive).arg(IMAGE));
 
     for stdin in [false, true] {
         let store = Store::new("vfs");
@@ -714,4 +714,54 @@ fn bad_sources_fail_in_one_line_and_leave_the_store_as_it_was() {
     );
     assert_layers_complete(&store);
     assert!(podman_images(&store).is_empty());
+}
+
+#[test]
+fn pull_from_a_real_registry_names_the_image_by_its_reference() {
+    use kpod_tests::registry::Registry;
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tricky_oci_layout(&tmp.path().join("src"));
+    let from = Store::new("vfs");
+    let id = pull(&from, &layout, IMAGE);
+    let reg = Registry::builder().start();
+    let remote = format!("{}/team/tricky:1", reg.host());
+    kpod_ok(
+        &from,
+        &[
+            "push",
+            "-q",
+            "--tls-verify=false",
+            IMAGE,
+            &format!("docker://{remote}"),
+        ],
+    );
+
+    let store = Store::new("overlay");
+    let out = kpod_ok(
+        &store,
+        &["pull", "--tls-verify=false", &format!("docker://{remote}")],
+    );
+    assert_eq!(stdout_of(&out).trim(), id);
+    let images = podman_images(&store);
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].1, vec![remote.clone()]);
+    assert_eq!(
+        diff_ids(&inspect_config(&store.reference(&remote))),
+        layout.diff_ids
+    );
+
+    // A missing tag is one clear line, and nothing is written.
+    let line = one_error_line(
+        &kpod_in(&store)
+            .args([
+                "pull",
+                "--tls-verify=false",
+                &format!("docker://{}/team/tricky:nope", reg.host()),
+            ])
+            .output()
+            .unwrap(),
+        125,
+    );
+    assert!(line.contains("manifest unknown"), "{line}");
+    assert_eq!(podman_images(&store).len(), 1);
 }
