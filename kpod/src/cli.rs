@@ -105,6 +105,11 @@ pub struct PullArgs {
     #[command(flatten)]
     pub access: AccessArgs,
 
+    /// From a list of images for several platforms, pull this one
+    /// (OS/ARCH[/VARIANT], default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,

@@ -9,6 +9,7 @@ mod policy;
 mod progress;
 mod pull;
 mod push;
+mod retry;
 mod tag;
 
 use clap::Parser;

@@ -3,6 +3,7 @@
 use crate::cli::{AccessArgs, LoadArgs, PullArgs};
 use crate::destination::{self, Destination};
 use crate::options;
+use crate::retry::with_retries;
 use anyhow::{Context, Result};
 use kpod_core::plugin_host::PluginSet;
 use kpod_core::pull::{pull_image, PluginSource, PullEvent, PullReport};
@@ -10,7 +11,6 @@ use kpod_core::storage::write::{names, StoreWriter};
 use kpod_core::storage::{Store, StoreOptions};
 use kpod_plugin_sdk::{ErrorKind, PushOptions};
 use std::io::Write;
-use std::time::Duration;
 
 /// Runs `kpod pull`: prints the image ID.
 pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PullArgs) -> Result<()> {
@@ -22,32 +22,28 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PullArgs) -> R
         },
     };
     let name = args.name.as_deref().map(names::normalize).transpose()?;
-    let opts = options::push_options(&args.access, args.quiet, args.retry)?;
+    let mut opts = options::push_options(&args.access, args.quiet, args.retry)?;
+    if let Some(platform) = &args.platform {
+        // Read by the sources that hold lists of images (docker://).
+        opts.set_extra("docker.platform", platform);
+    }
     let store = Store::open(store_opts)?;
-    let mut attempt = 0;
-    let report = loop {
-        match pull_one(
-            plugins,
-            &store,
-            &source,
-            &args.source,
-            name.as_deref(),
-            &opts,
-        ) {
-            Ok(report) => break report,
-            Err(err) if is_network(&err) && attempt < args.retry => {
-                attempt += 1;
-                let delay = Duration::from_secs(1 << attempt.min(5));
-                log::warn!(
-                    "pull failed: {err:#}; retrying in {}s ({attempt}/{})",
-                    delay.as_secs(),
-                    args.retry
-                );
-                std::thread::sleep(delay);
-            }
-            Err(err) => return Err(err.context(format!("pulling {}", args.source))),
-        }
-    };
+    let report = with_retries(
+        "pull",
+        args.retry,
+        || {
+            pull_one(
+                plugins,
+                &store,
+                &source,
+                &args.source,
+                name.as_deref(),
+                &opts,
+            )
+        },
+        is_network,
+    )
+    .map_err(|err| err.context(format!("pulling {}", args.source)))?;
     println!("{}", report.image_id);
     Ok(())
 }

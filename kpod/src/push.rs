@@ -2,6 +2,7 @@
 
 use crate::cli::{CompressionFormat, ManifestFormat, PushArgs};
 use crate::progress::Display;
+use crate::retry::with_retries;
 use crate::{destination, options, policy};
 use anyhow::{bail, Context, Result};
 use kpod_core::blobinfo::BlobInfoCache;
@@ -12,7 +13,6 @@ use kpod_core::plugin_host::PluginSet;
 use kpod_core::storage::{Store, StoreOptions};
 use kpod_plugin_sdk::ErrorKind;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Runs `kpod push`.
 pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> Result<()> {
@@ -55,31 +55,20 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> R
     };
     let display = Display::new(args.quiet);
 
-    let mut attempt = 0;
-    let report = loop {
-        let result = plugin
-            .handle
-            .open_destination(&dest.transport, &reference, &push_opts)
-            .map_err(kpod_core::Error::from)
-            .and_then(|mut handle| copy_image(&source, &mut handle, &copy_opts, &display));
-        match result {
-            Ok(report) => break report,
-            Err(err) if err.kind() == ErrorKind::Network && attempt < args.retry => {
-                attempt += 1;
-                let delay = Duration::from_secs(1 << attempt.min(5));
-                log::warn!(
-                    "push failed: {err}; retrying in {}s ({attempt}/{})",
-                    delay.as_secs(),
-                    args.retry
-                );
-                std::thread::sleep(delay);
-            }
-            Err(err) => {
-                return Err(anyhow::Error::new(err))
-                    .with_context(|| format!("pushing {} to {dest}", args.image))
-            }
-        }
-    };
+    let report = with_retries(
+        "push",
+        args.retry,
+        || {
+            plugin
+                .handle
+                .open_destination(&dest.transport, &reference, &push_opts)
+                .map_err(kpod_core::Error::from)
+                .and_then(|mut handle| copy_image(&source, &mut handle, &copy_opts, &display))
+        },
+        |err| err.kind() == ErrorKind::Network,
+    )
+    .map_err(anyhow::Error::new)
+    .with_context(|| format!("pushing {} to {dest}", args.image))?;
     if let Some(path) = &args.digestfile {
         std::fs::write(path, &report.manifest_digest)
             .with_context(|| format!("writing --digestfile {}", path.display()))?;

@@ -6,7 +6,7 @@ use kpod_tests::fixtures::{
     big_oci_layout, tricky_layers, tricky_oci_layout, write_oci_layout, OciLayout, Store,
 };
 use kpod_tests::skopeo::{diff_ids, inspect_config};
-use kpod_tests::{kpod, require_tool, run_ok, stderr_of, stdout_of};
+use kpod_tests::{kpod, one_error_line, require_tool, run_ok, stderr_of, stdout_of};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -44,18 +44,6 @@ fn kpod_ok(store: &Store, args: &[&str]) -> Output {
 fn pull(store: &Store, layout: &OciLayout, name: &str) -> String {
     let out = kpod_ok(store, &["pull", &layout.reference(), "--name", name]);
     stdout_of(&out).trim().to_string()
-}
-
-fn one_error_line(out: &Output, code: i32) -> String {
-    assert_eq!(out.status.code(), Some(code), "{}", stderr_of(out));
-    let stderr = stderr_of(out);
-    assert!(!stderr.contains("panicked"), "kpod panicked: {stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("Error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "expected one Error line: {stderr}");
-    errors[0].to_string()
 }
 
 /// `podman images` of `store` as (id, names) pairs, one per image (podman

@@ -67,21 +67,9 @@ impl Fixture {
     }
 }
 
+/// The one error line of a failed push (exit 125).
 fn one_error_line(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(125),
-        "expected exit 125: {}",
-        stderr_of(out)
-    );
-    let stderr = stderr_of(out);
-    assert!(!stderr.contains("panicked"), "kpod panicked: {stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("Error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "expected one Error line: {stderr}");
-    errors[0].to_string()
+    kpod_tests::one_error_line(out, 125)
 }
 
 /// Every file under `dir`, with its content's digest, for before/after comparisons.

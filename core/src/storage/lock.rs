@@ -184,18 +184,26 @@ fn open_for_write(path: &Path) -> Result<File> {
 /// 64 hex characters from the kernel's random source.
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];
-    // SAFETY: the buffer is valid for its length.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        // Fall back to something that still differs between writers.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
-        bytes[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    }
+    random_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+/// Fills `buf` from the kernel's random source; should that fail, with the
+/// time and process ID, which still differ between writers.
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == buf.len() as isize {
+        return;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+        ^ (u128::from(std::process::id()) << 64);
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (seed.rotate_right((i * 7 % 128) as u32)) as u8 ^ i as u8;
+    }
 }
 
 fn lock_registry() -> std::sync::MutexGuard<'static, Option<Registry>> {

@@ -179,60 +179,46 @@ pub fn images_dir(root: &Path, driver: &str) -> PathBuf {
     root.join(format!("{driver}-images"))
 }
 
-/// `images.json` of a store, locked for a change: read the records, change
-/// them, [`ImagesForWrite::save`]. The lock is held until it is dropped.
+/// A JSON record file of a store, locked for a change: read the records,
+/// change them, [`ForWrite::save`]. The exclusive lock is held until it is
+/// dropped.
 #[derive(Debug)]
-pub struct ImagesForWrite {
+pub struct ForWrite<T> {
     lock: WriteLock,
     path: PathBuf,
     /// The records as read; saved as they are then.
-    pub records: Vec<ImageRecord>,
+    pub records: Vec<T>,
 }
 
-impl ImagesForWrite {
+/// `images.json`, locked for a change.
+pub type ImagesForWrite = ForWrite<ImageRecord>;
+/// `layers.json`, locked for a change (volatile layers are left alone).
+pub type LayersForWrite = ForWrite<LayerRecord>;
+
+impl ForWrite<ImageRecord> {
     /// Takes `images.lock` exclusively (creating the directory and lock file
     /// when missing) and reads `images.json`.
-    pub fn open(graph_root: &Path, driver: &str) -> Result<ImagesForWrite> {
-        let dir = images_dir(graph_root, driver);
-        create_private_dir(&dir)?;
-        let lock = WriteLock::acquire(&dir.join("images.lock"))?;
-        let path = dir.join("images.json");
-        let records = read_json_array(&path)?;
-        Ok(ImagesForWrite {
-            lock,
-            path,
-            records,
-        })
-    }
-
-    /// Writes the records back (atomically) and marks the store as changed.
-    pub fn save(&mut self) -> Result<()> {
-        write_json_array(&self.path, &self.records)?;
-        self.lock.touch();
-        Ok(())
+    pub fn open(graph_root: &Path, driver: &str) -> Result<Self> {
+        Self::open_in(&images_dir(graph_root, driver), "images")
     }
 }
 
-/// `layers.json` of a store, locked for a change (see [`ImagesForWrite`]).
-/// Only `layers.json` is read and written; volatile layers are left alone.
-#[derive(Debug)]
-pub struct LayersForWrite {
-    lock: WriteLock,
-    path: PathBuf,
-    /// The records as read; saved as they are then.
-    pub records: Vec<LayerRecord>,
-}
-
-impl LayersForWrite {
+impl ForWrite<LayerRecord> {
     /// Takes `layers.lock` exclusively (creating the directory and lock file
     /// when missing) and reads `layers.json`.
-    pub fn open(graph_root: &Path, driver: &str) -> Result<LayersForWrite> {
-        let dir = layers_dir(graph_root, driver);
-        create_private_dir(&dir)?;
-        let lock = WriteLock::acquire(&dir.join("layers.lock"))?;
-        let path = dir.join("layers.json");
+    pub fn open(graph_root: &Path, driver: &str) -> Result<Self> {
+        Self::open_in(&layers_dir(graph_root, driver), "layers")
+    }
+}
+
+impl<T: Serialize + for<'de> Deserialize<'de>> ForWrite<T> {
+    /// Locks `<dir>/<name>.lock` and reads `<dir>/<name>.json`.
+    fn open_in(dir: &Path, name: &str) -> Result<Self> {
+        create_private_dir(dir)?;
+        let lock = WriteLock::acquire(&dir.join(format!("{name}.lock")))?;
+        let path = dir.join(format!("{name}.json"));
         let records = read_json_array(&path)?;
-        Ok(LayersForWrite {
+        Ok(ForWrite {
             lock,
             path,
             records,

@@ -46,3 +46,21 @@ pub fn stderr_of(out: &Output) -> String {
 pub fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The one `Error: ...` line of a failed kpod run, after checking the exit
+/// code is `code` and that nothing panicked.
+pub fn one_error_line(out: &Output, code: i32) -> String {
+    let stderr = stderr_of(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "kpod panicked: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("Error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one Error line: {stderr}");
+    errors[0].to_string()
+}

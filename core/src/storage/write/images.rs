@@ -107,11 +107,7 @@ impl StoreWriter<'_> {
     /// any other image.
     pub fn tag(&self, id: &str, name: &str) -> Result<()> {
         let mut images = ImagesForWrite::open(self.root(), self.driver())?;
-        let index = images
-            .records
-            .iter()
-            .position(|r| r.id == id)
-            .ok_or_else(|| Error::NotFound(format!("image {id} is no longer in the store")))?;
+        let index = position(&images.records, id)?;
         add_names(&mut images.records, index, &[name.to_string()]);
         images.save()
     }
@@ -119,12 +115,8 @@ impl StoreWriter<'_> {
     /// Removes `name` from the image with `id`, leaving the image.
     pub fn untag(&self, id: &str, name: &str) -> Result<()> {
         let mut images = ImagesForWrite::open(self.root(), self.driver())?;
-        let rec = images
-            .records
-            .iter_mut()
-            .find(|r| r.id == id)
-            .ok_or_else(|| Error::NotFound(format!("image {id} is no longer in the store")))?;
-        rec.names.retain(|n| n != name);
+        let index = position(&images.records, id)?;
+        images.records[index].names.retain(|n| n != name);
         images.save()
     }
 
@@ -135,11 +127,7 @@ impl StoreWriter<'_> {
         // Same lock order as containers/storage: layers, then images.
         let mut layers = LayersForWrite::open(self.root(), self.driver())?;
         let mut images = ImagesForWrite::open(self.root(), self.driver())?;
-        let index = images
-            .records
-            .iter()
-            .position(|r| r.id == id)
-            .ok_or_else(|| Error::NotFound(format!("image {id} is no longer in the store")))?;
+        let index = position(&images.records, id)?;
         if let Some(container) = self.container_using(id)? {
             return Err(Error::InvalidInput(format!(
                 "image {} is in use by container {container}: remove the container first",
@@ -236,6 +224,14 @@ impl StoreWriter<'_> {
             .filter_map(|c| c.get("layer").and_then(|v| v.as_str()).map(String::from))
             .collect())
     }
+}
+
+/// Where the image with `id` is in `records`.
+fn position(records: &[ImageRecord], id: &str) -> Result<usize> {
+    records
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| Error::NotFound(format!("image {id} is no longer in the store")))
 }
 
 /// Gives the image at `index` each of `names`, taking them from other images.

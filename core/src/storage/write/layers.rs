@@ -283,18 +283,7 @@ fn short(id: &str) -> &str {
 fn random_link_id() -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut bytes = [0u8; 26];
-    // SAFETY: the buffer is valid for its length.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-            ^ u128::from(std::process::id());
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (seed >> ((i * 5) % 120)) as u8;
-        }
-    }
+    crate::storage::lock::random_bytes(&mut bytes);
     bytes
         .iter()
         .map(|b| ALPHABET[usize::from(b % 32)] as char)
