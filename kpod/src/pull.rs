@@ -108,9 +108,13 @@ fn pull_one(
     opts: &PushOptions,
 ) -> Result<PullReport> {
     let plugin = destination::find_plugin(plugins, place, shown, "source")?;
+    let reference = plugin
+        .handle
+        .parse_source_reference(&place.transport, &place.details)
+        .map_err(kpod_core::Error::from)?;
     let handle = plugin
         .handle
-        .open_source(&place.transport, &place.details, opts)
+        .open_source(&place.transport, &reference, opts)
         .map_err(kpod_core::Error::from)?;
     let source = PluginSource {
         handle,

@@ -72,6 +72,15 @@ pub trait Plugin: 'static {
         options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError>;
 
+    /// Checks the part of a source reference after `transport:` and returns
+    /// it in canonical form, without reading the source; kpod calls it before
+    /// it opens local storage for a pull. The default accepts what
+    /// [`Plugin::parse_reference`] accepts; override it when sources take
+    /// other forms (an image's position in a layout or archive, say).
+    fn parse_source_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
+        Self::parse_reference(transport, reference)
+    }
+
     /// Opens an image source, for transports that can be read from (`kpod
     /// pull`). The default says the transport cannot.
     fn open_source(
@@ -236,6 +245,7 @@ pub fn root_module<P: Plugin>() -> PluginModRef {
         parse_reference: parse_reference::<P>,
         open_destination: open_destination::<P>,
         open_source: open_source::<P>,
+        parse_source_reference: parse_source_reference::<P>,
     }
     .leak_into_prefix()
 }
@@ -264,6 +274,15 @@ extern "C" fn parse_reference<P: Plugin>(
 ) -> RResult<RString, PluginError> {
     guard("parse_reference", || {
         P::parse_reference(transport.as_str(), reference.as_str()).map(RString::from)
+    })
+}
+
+extern "C" fn parse_source_reference<P: Plugin>(
+    transport: RStr<'_>,
+    reference: RStr<'_>,
+) -> RResult<RString, PluginError> {
+    guard("parse_source_reference", || {
+        P::parse_source_reference(transport.as_str(), reference.as_str()).map(RString::from)
     })
 }
 

@@ -101,7 +101,7 @@ pub type DestinationBox = DestinationFfi_TO<'static, RBox<()>>;
 ///
 /// Fields up to `open_destination` exist in every plugin. Fields added by later
 /// SDK versions come after it and read as `None` from older plugins:
-/// `open_source` came with image sources, so a plugin built against
+/// `open_source` and `parse_source_reference` came with image sources, so a plugin built against
 /// kpod-plugin-sdk 0.1.0 before that still loads and pushes, and is only unable
 /// to act as a source.
 #[repr(C)]
@@ -129,6 +129,11 @@ pub struct PluginMod {
         reference: RStr<'_>,
         options: &PushOptions,
     ) -> RResult<SourceBox, PluginError>,
+    /// Checks and normalises a source reference (the part after `transport:`),
+    /// which may differ from a destination's (`oci:PATH:@N`). Added with
+    /// image sources; absent in plugins built before them.
+    pub parse_source_reference:
+        extern "C" fn(transport: RStr<'_>, reference: RStr<'_>) -> RResult<RString, PluginError>,
 }
 
 impl RootModule for PluginModRef {

@@ -63,6 +63,23 @@ impl PluginHandle {
         self.module.open_source().is_some()
     }
 
+    /// Checks and normalises a source reference for `transport`. A plugin
+    /// built before image sources existed answers with an
+    /// [`crate::ErrorKind::Unsupported`] error.
+    pub fn parse_source_reference(
+        &self,
+        transport: &str,
+        reference: &str,
+    ) -> Result<String, PluginError> {
+        let parse = self
+            .module
+            .parse_source_reference()
+            .ok_or_else(|| built_before_sources(transport))?;
+        parse(RStr::from_str(transport), RStr::from_str(reference))
+            .into_result()
+            .map(Into::into)
+    }
+
     /// Opens an image source. A plugin built before image sources existed
     /// answers with an [`crate::ErrorKind::Unsupported`] error.
     pub fn open_source(
@@ -71,11 +88,10 @@ impl PluginHandle {
         reference: &str,
         options: &PushOptions,
     ) -> Result<SourceHandle, PluginError> {
-        let open = self.module.open_source().ok_or_else(|| {
-            PluginError::unsupported(format!(
-                "the plugin for {transport}: was built before image sources existed and can only be pushed to"
-            ))
-        })?;
+        let open = self
+            .module
+            .open_source()
+            .ok_or_else(|| built_before_sources(transport))?;
         open(
             RStr::from_str(transport),
             RStr::from_str(reference),
@@ -84,6 +100,12 @@ impl PluginHandle {
         .into_result()
         .map(|inner| SourceHandle { inner })
     }
+}
+
+fn built_before_sources(transport: &str) -> PluginError {
+    PluginError::unsupported(format!(
+        "the plugin for {transport}: was built before image sources existed and can only be pushed to"
+    ))
 }
 
 /// An open image source.

@@ -297,6 +297,11 @@ fn a_plugin_built_before_image_sources_still_loads_and_is_refused_as_a_source() 
         .expect("no source in an old plugin");
     assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::Unsupported);
     assert!(err.message.contains("before image sources"), "{err}");
+    let err = old
+        .handle
+        .parse_source_reference("presource", "/tmp/x")
+        .expect_err("no source references in an old plugin");
+    assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::Unsupported);
 
     // It still works as a destination.
     let out = tempfile::tempdir().unwrap();

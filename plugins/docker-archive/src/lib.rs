@@ -37,6 +37,11 @@ impl Plugin for DockerArchivePlugin {
         ArchiveReference::parse(reference).map(|r| r.to_string())
     }
 
+    fn parse_source_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
+        check_transport(transport)?;
+        source::ArchiveSourceReference::parse(reference).map(|r| r.to_string())
+    }
+
     fn open_destination(
         transport: &str,
         reference: &str,

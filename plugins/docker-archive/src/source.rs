@@ -79,6 +79,18 @@ impl ArchiveSourceReference {
     }
 }
 
+impl std::fmt::Display for ArchiveSourceReference {
+    /// `PATH`, `PATH:NAME:TAG` (normalised) or `PATH:@N`, as parsed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        match &self.selector {
+            Selector::Only => Ok(()),
+            Selector::Name(name) => write!(f, ":{name}"),
+            Selector::Index(n) => write!(f, ":@{n}"),
+        }
+    }
+}
+
 /// One element of the archive's `manifest.json` (`RepoTags` may be null).
 #[derive(Debug, Deserialize)]
 struct Item {
@@ -542,6 +554,13 @@ mod tests {
     fn source_references() {
         let r = ArchiveSourceReference::parse("a.tar:@1").unwrap();
         assert_eq!(r.selector, Selector::Index(1));
+        assert_eq!(r.to_string(), "a.tar:@1");
+        assert_eq!(
+            ArchiveSourceReference::parse("a.tar:busybox")
+                .unwrap()
+                .to_string(),
+            "a.tar:docker.io/library/busybox:latest"
+        );
         let r = ArchiveSourceReference::parse("a.tar").unwrap();
         assert_eq!(r.selector, Selector::Only);
         let r = ArchiveSourceReference::parse("a.tar:busybox").unwrap();

@@ -39,6 +39,11 @@ impl Plugin for OciPlugin {
         OciReference::parse(reference).map(|r| r.to_string())
     }
 
+    fn parse_source_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
+        check_transport(transport)?;
+        OciSourceReference::parse(reference).map(|r| r.to_string())
+    }
+
     fn open_destination(
         transport: &str,
         reference: &str,

@@ -66,6 +66,18 @@ impl OciSourceReference {
     }
 }
 
+impl std::fmt::Display for OciSourceReference {
+    /// `PATH`, `PATH:NAME` or `PATH:@N`, as parsed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        match &self.selector {
+            Selector::Only => Ok(()),
+            Selector::Name(name) => write!(f, ":{name}"),
+            Selector::Index(n) => write!(f, ":@{n}"),
+        }
+    }
+}
+
 /// An image source over one manifest of an OCI layout.
 #[derive(Debug)]
 pub struct OciSource {
@@ -233,6 +245,9 @@ mod tests {
         assert_eq!(r.selector, Selector::Only);
         let r = OciSourceReference::parse("l:a/b:c").unwrap();
         assert_eq!(r.selector, Selector::Name("a/b:c".into()));
+        for text in ["l:@2", "l", "l:a/b:c"] {
+            assert_eq!(OciSourceReference::parse(text).unwrap().to_string(), text);
+        }
         for bad in ["", ":x", "l:@x", "l:-a"] {
             let err = OciSourceReference::parse(bad).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidInput, "{bad}");
