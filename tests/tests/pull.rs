@@ -753,3 +753,65 @@ fn pull_from_a_real_registry_names_the_image_by_its_reference() {
     assert!(line.contains("manifest unknown"), "{line}");
     assert_eq!(podman_images(&store).len(), 1);
 }
+
+#[test]
+fn signatures_come_along_and_skopeo_reads_them_from_the_store() {
+    use kpod_tests::fixtures::GpgKey;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = GpgKey::new(&tmp.path().join("gnupg"));
+    // Uncompressed layers: dir: keeps the manifest exactly as signed.
+    let layout = write_oci_layout(&tmp.path().join("src"), "tricky", &tricky_layers(), &[]);
+    // skopeo signs for a named destination (a store), then copies image and
+    // signature to dir:.
+    let first = Store::new("vfs");
+    run_ok(
+        first
+            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
+            .env("GNUPGHOME", &key.home)
+            .arg(layout.reference())
+            .arg(first.reference(IMAGE)),
+    );
+    let signed = tmp.path().join("signed");
+    run_ok(
+        first
+            .skopeo(["--insecure-policy", "copy", "-q"])
+            .arg(first.reference(IMAGE))
+            .arg(format!("dir:{}", signed.display())),
+    );
+    let signature = std::fs::read(signed.join("signature-1")).expect("skopeo signed");
+
+    let store = Store::new("overlay");
+    kpod_ok(
+        &store,
+        &[
+            "pull",
+            &format!("dir:{}", signed.display()),
+            "--name",
+            IMAGE,
+        ],
+    );
+    // skopeo finds the signature in the store...
+    let theirs = tmp.path().join("theirs");
+    run_ok(
+        store
+            .skopeo(["--insecure-policy", "copy", "-q"])
+            .arg(store.reference(IMAGE))
+            .arg(format!("dir:{}", theirs.display())),
+    );
+    assert_eq!(
+        std::fs::read(theirs.join("signature-1")).unwrap(),
+        signature
+    );
+    // ...and so does kpod push.
+    let ours = tmp.path().join("ours");
+    kpod_ok(
+        &store,
+        &["push", "-q", IMAGE, &format!("dir:{}", ours.display())],
+    );
+    assert_eq!(std::fs::read(ours.join("signature-1")).unwrap(), signature);
+    assert_eq!(
+        std::fs::read(ours.join("manifest.json")).unwrap(),
+        std::fs::read(signed.join("manifest.json")).unwrap(),
+        "the signed manifest is kept as it was"
+    );
+}

@@ -54,8 +54,11 @@ impl StoreWriter<'_> {
             ("manifest".to_string(), &image.manifest),
             (image.config_digest.clone(), &image.config),
         ];
+        // As containers/image writes them: under `signatures` (read for the
+        // image's own manifest) and under `signature-<hex>` (read per manifest).
         let joined: Vec<u8> = image.signatures.concat();
         if !image.signatures.is_empty() {
+            items.push(("signatures".to_string(), &joined));
             items.push((bigdata::signature_key(&image.manifest_digest), &joined));
         }
         let index = match images.records.iter().position(|r| r.id == image.id) {
@@ -93,8 +96,11 @@ impl StoreWriter<'_> {
             if !image.signatures.is_empty() {
                 let sizes: Vec<usize> = image.signatures.iter().map(Vec::len).collect();
                 rec.metadata = Some(
-                    serde_json::json!({"signatures-sizes": {&image.manifest_digest: sizes}})
-                        .to_string(),
+                    serde_json::json!({
+                        "signature-sizes": sizes,
+                        "signatures-sizes": {&image.manifest_digest: sizes},
+                    })
+                    .to_string(),
                 );
             }
         }
