@@ -11,6 +11,7 @@ pub mod error;
 pub mod manifest;
 pub mod plugin_host;
 pub mod pull;
+pub mod read_ahead;
 pub mod storage;
 
 pub use error::{Error, Result};

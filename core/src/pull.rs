@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::compress::decompressing_reader;
 use crate::manifest::Manifest;
+use crate::read_ahead::ReadAhead;
 use crate::storage::write::layers::chain_id;
 use crate::storage::write::{NewImage, NewLayer, StoreWriter};
 use crate::{Error, Result};
@@ -144,11 +145,14 @@ pub fn pull_image(
             });
             let blob = source.open_blob(&layer.digest)?;
             let mut verified = VerifyingReader::new(blob, &layer.digest, Some(layer.size), &what);
-            let record = {
-                let (mut tar, compression) = decompressing_reader(Box::new(&mut verified))
-                    .map_err(|e| {
+            let record = std::thread::scope(|scope| {
+                let (tar, compression) =
+                    decompressing_reader(Box::new(&mut verified)).map_err(|e| {
                         Error::Integrity(format!("{what}: layer {}: {e}", layer.digest))
                     })?;
+                // Reading, checking and decompressing the blob on one core,
+                // applying it on another.
+                let mut tar = ReadAhead::spawn(scope, tar);
                 let new = NewLayer {
                     id: id.clone(),
                     parent: parent.clone(),
@@ -166,8 +170,8 @@ pub fn pull_image(
                         Error::Integrity(format!("{w}: {source}"))
                     }
                     other => other,
-                })?
-            };
+                })
+            })?;
             verified.finish()?;
             debug_assert_eq!(record.id, id);
             progress(PullEvent::LayerDone {
