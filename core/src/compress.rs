@@ -129,9 +129,21 @@ pub fn compressing_reader<'a>(
 pub fn decompressing_reader<'a>(
     input: Box<dyn Read + Send + 'a>,
 ) -> io::Result<(Box<dyn Read + Send + 'a>, CompressionAlgorithm)> {
-    use std::io::BufRead;
-    let mut input = io::BufReader::with_capacity(128 * 1024, input);
-    let head = input.fill_buf()?.to_vec();
+    // Enough bytes to tell the formats apart, however the input is chunked.
+    let mut input = input;
+    let mut head = Vec::with_capacity(6);
+    while head.len() < 6 {
+        let mut byte = [0u8; 6];
+        let want = 6 - head.len();
+        match input.read(&mut byte[..want]) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&byte[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let input =
+        io::BufReader::with_capacity(128 * 1024, io::Cursor::new(head.clone()).chain(input));
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok((
             Box::new(flate2::bufread::MultiGzDecoder::new(input)),
@@ -349,6 +361,21 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("not supported"), "{err}");
+        // A source that hands out one byte at a time is still recognised.
+        struct Trickle(io::Cursor<Vec<u8>>);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(1);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let gz = compress_all(&data[..1000], CompressionFormat::Gzip);
+        let (mut reader, found) =
+            decompressing_reader(Box::new(Trickle(io::Cursor::new(gz)))).unwrap();
+        assert_eq!(found, CompressionAlgorithm::Gzip);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == data[..1000]);
         let (mut empty, found) = decompressing_reader(Box::new(&b""[..])).unwrap();
         assert_eq!(found, CompressionAlgorithm::None);
         assert_eq!(empty.read(&mut [0u8; 8]).unwrap(), 0);

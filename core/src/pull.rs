@@ -260,11 +260,15 @@ fn diff_ids(config: &[u8], what: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// The config's creation time, when it is one containers/storage can read
+/// back (otherwise the record gets the time of the pull, as containers/image
+/// does).
 fn created_of(config: &[u8]) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(config)
         .ok()?
         .get("created")?
         .as_str()
+        .filter(|t| crate::storage::write::clock::is_rfc3339(t))
         .map(String::from)
 }
 

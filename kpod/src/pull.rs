@@ -57,16 +57,16 @@ pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> 
         Some(p) if p.as_os_str() != "-" => (p.to_path_buf(), None),
         _ => {
             let dir = StoreWriter::new(&store)?.spool_dir();
-            // Named with our process ID, so other writers know it is in use.
             let mut spool = tempfile::Builder::new()
                 .prefix("load-")
-                .suffix(&format!("-{}", std::process::id()))
                 .tempfile_in(&dir)
                 .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            // Held while kpod reads it, so other writers leave it alone.
+            let in_use = kpod_core::storage::write::hold(spool.path())?;
             std::io::copy(&mut std::io::stdin().lock(), &mut spool)
                 .context("reading the archive from standard input")?;
             spool.flush()?;
-            (spool.path().to_path_buf(), Some(spool))
+            (spool.path().to_path_buf(), Some((spool, in_use)))
         }
     };
     let shown = match &args.input {

@@ -415,7 +415,10 @@ fn an_interrupted_pull_leaves_a_readable_store_and_no_partial_layer() {
                 .arg(tricky_oci_layout(&tmp.path().join(format!("t-{driver}"))).reference())
                 .arg(store.reference(IMAGE)),
         );
-        // And the pull completes when run again, reusing the complete layer.
+        // And the pull completes when run again, reusing the complete layer
+        // (and removing what the killed writers left, once it is a few
+        // seconds old and nobody holds it).
+        std::thread::sleep(Duration::from_secs(6));
         let out = kpod_ok(&store, &["pull", &layout.reference(), "--name", "big"]);
         assert!(
             stderr_of(&out).contains("skipped: already exists"),
@@ -814,4 +817,56 @@ fn signatures_come_along_and_skopeo_reads_them_from_the_store() {
         std::fs::read(signed.join("manifest.json")).unwrap(),
         "the signed manifest is kept as it was"
     );
+}
+
+#[test]
+fn without_root_only_vfs_and_root_owned_files_are_written() {
+    require_tool("setpriv", "util-linux");
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc_geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test switches to an unprivileged user: run it as root"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let layers = tricky_layers();
+    let tricky = write_oci_layout(&tmp.path().join("tricky"), "t", &layers, &[]);
+    let simple = write_oci_layout(&tmp.path().join("simple"), "s", &[small_layer(7)], &[0]);
+    let as_nobody = |store: &Store, args: &[&str]| -> Output {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(kpod_tests::kpod_bin())
+            .env("KPOD_CACHE_DIR", tmp.path().join("cache"))
+            .arg("--root")
+            .arg(&store.root)
+            .arg("--runroot")
+            .arg(&store.runroot)
+            .args(["--storage-driver", &store.driver])
+            .args(args);
+        cmd.output().unwrap()
+    };
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for store in [Store::new("overlay"), Store::new("vfs")] {
+        std::os::unix::fs::chown(store.tmp.path(), Some(65534), Some(65534)).unwrap();
+        let out = as_nobody(&store, &["pull", &tricky.reference()]);
+        let line = one_error_line(&out, 125);
+        if store.driver == "overlay" {
+            assert!(line.contains("--storage-driver vfs"), "{line}");
+        } else {
+            assert!(line.contains("owned by"), "{line}");
+            // Root-owned files are the user's, as in podman's rootless namespace.
+            let out = as_nobody(&store, &["pull", &simple.reference()]);
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            assert_eq!(stdout_of(&out).trim(), simple.image_id());
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
 }

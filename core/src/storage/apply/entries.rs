@@ -326,20 +326,19 @@ impl<'a> Applier<'a> {
     }
 
     pub(super) fn owner(&self, path: &Path, uid: u32, gid: u32, name: &str) -> Result<()> {
-        match sys::lchown(path, uid, gid) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if !self.privileged
-                    && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) =>
-            {
-                Ok(())
+        if !self.privileged {
+            // Rootless, podman maps the user to root in its user namespace:
+            // root-owned entries are right as the user's, others would need
+            // the user's subordinate IDs, which kpod does not map.
+            if uid != 0 || gid != 0 {
+                return Err(Error::InvalidInput(format!(
+                    "layer tar entry {name:?} is owned by {uid}:{gid}: without root, kpod can only                      write layers whose files belong to root (no user namespace mapping yet)"
+                )));
             }
-            Err(e) => Err(fs_error(
-                name,
-                format!("chown {uid}:{gid} {}", path.display()),
-                e,
-            )),
+            return Ok(());
         }
+        sys::lchown(path, uid, gid)
+            .map_err(|e| fs_error(name, format!("chown {uid}:{gid} {}", path.display()), e))
     }
 
     fn owner_and_xattrs(&self, path: &Path, h: &Header, name: &str) -> Result<()> {

@@ -48,9 +48,9 @@ impl Applier<'_> {
             return Ok(());
         }
         let hidden = &base[PREFIX.len()..];
-        if hidden.is_empty() {
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
             return Err(Error::InvalidInput(format!(
-                "layer tar entry {name:?}: whiteout without a name"
+                "layer tar entry {name:?}: whiteout without a file name"
             )));
         }
         let target_rel = rel.with_file_name(OsStr::from_bytes(hidden));

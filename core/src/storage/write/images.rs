@@ -43,6 +43,17 @@ impl StoreWriter<'_> {
     /// Records `image` (with its manifest, config and signatures), or merges
     /// it into the record of the same ID: names and manifest are added.
     pub fn put_image(&self, image: &NewImage) -> Result<ImageRecord> {
+        // As containers/storage: layers, then images, both held, so that the
+        // top layer cannot go away (a concurrent `podman rmi`) meanwhile.
+        let layers = LayersForWrite::open(self.root(), self.driver())?;
+        if let Some(top) = &image.top_layer {
+            if !layers.records.iter().any(|r| &r.id == top) {
+                return Err(Error::Storage(format!(
+                    "layer {} was removed from the store while the image was written; pull again",
+                    &top[..top.len().min(12)]
+                )));
+            }
+        }
         let mut images = ImagesForWrite::open(self.root(), self.driver())?;
         let dir = images_dir(self.root(), self.driver()).join(&image.id);
         create_private_dir(&dir)?;
@@ -93,19 +104,22 @@ impl StoreWriter<'_> {
             if !rec.digests.contains(&image.manifest_digest) {
                 rec.digests.push(image.manifest_digest.clone());
             }
-            if !image.signatures.is_empty() {
-                let sizes: Vec<usize> = image.signatures.iter().map(Vec::len).collect();
-                rec.metadata = Some(
-                    serde_json::json!({
-                        "signature-sizes": sizes,
-                        "signatures-sizes": {&image.manifest_digest: sizes},
-                    })
-                    .to_string(),
-                );
-            }
+            // Always rewritten (as containers/image does): signatures of an
+            // earlier manifest must not be read as this one's.
+            let sizes: Vec<usize> = image.signatures.iter().map(Vec::len).collect();
+            rec.metadata = Some(if sizes.is_empty() {
+                "{}".to_string()
+            } else {
+                serde_json::json!({
+                    "signature-sizes": sizes,
+                    "signatures-sizes": {&image.manifest_digest: sizes},
+                })
+                .to_string()
+            });
         }
         add_names(&mut images.records, index, &image.names);
         images.save()?;
+        drop(layers);
         Ok(images.records[index].clone())
     }
 

@@ -67,9 +67,9 @@ impl StoreWriter<'_> {
     pub fn create_layer(&self, new: &NewLayer, tar: &mut dyn Read) -> Result<LayerRecord> {
         let staging = self
             .staging_root()
-            .join(format!("{}-{}", new.id, std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
+            .join(format!("{}-{}", new.id, super::unique_suffix()));
         mkdir(&staging, 0o700)?;
+        let _in_use = super::hold(&staging)?;
         let split_path = self.staging_tar_split(&new.id);
         let result = self.stage_and_commit(new, tar, &staging, &split_path);
         let _ = std::fs::remove_dir_all(&staging);
@@ -104,6 +104,7 @@ impl StoreWriter<'_> {
         };
         let mut split = std::fs::File::create(split_path)
             .map_err(|e| Error::io(format!("creating {}", split_path.display()), e))?;
+        let _split_in_use = super::hold(split_path)?;
         let layout = if overlay {
             Layout::Overlay
         } else {
@@ -252,12 +253,20 @@ impl StoreWriter<'_> {
         }
         mkdir(&dir.join("work"), 0o700)?;
         mkdir(&dir.join("merged"), 0o700)?;
+        if parent.is_none() {
+            // The overlay driver mounts a base layer with `empty` as its lower.
+            mkdir(&dir.join("empty"), 0o700)?;
+        }
         Ok(link)
     }
 
     /// Deletes layers `ids` (records, trees, tar-splits), which the caller has
     /// checked no image or container still uses. Holds `layers.lock`.
     pub(crate) fn delete_layers(&self, layers: &mut LayersForWrite, ids: &[String]) -> Result<()> {
+        // The records go first: a kill or an error while deleting files then
+        // leaves unlisted files, never a listed layer with half its tree.
+        layers.records.retain(|r| !ids.contains(&r.id));
+        layers.save()?;
         for id in ids {
             if self.driver() == "overlay" {
                 let dir = self.root().join("overlay").join(id);
@@ -269,9 +278,8 @@ impl StoreWriter<'_> {
                 remove_tree(&layer_tree(self.root(), "vfs", id))?;
             }
             let _ = std::fs::remove_file(self.tar_split_path(id));
-            layers.records.retain(|r| &r.id != id);
         }
-        layers.save()
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod images;
 pub mod layers;
 pub mod names;
 
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::records::create_private_dir;
@@ -44,6 +45,14 @@ impl<'a> StoreWriter<'a> {
             return Err(Error::InvalidInput(format!(
                 "kpod writes only overlay and vfs stores, not {driver}"
             )));
+        }
+        // SAFETY: geteuid has no preconditions.
+        if driver == "overlay" && unsafe { libc::geteuid() } != 0 {
+            return Err(Error::InvalidInput(
+                "without root, kpod cannot write an overlay store (whiteouts are device nodes); \
+                 use --storage-driver vfs"
+                    .into(),
+            ));
         }
         let root = store.graph_root();
         create_private_dir(root)?;
@@ -87,38 +96,65 @@ impl<'a> StoreWriter<'a> {
     }
 
     /// Where a layer's tar-split is written before it is renamed into place
-    /// (next to `layers.json`, on the same mount).
+    /// (next to `layers.json`, on the same mount), under a name of its own.
     fn staging_tar_split(&self, id: &str) -> PathBuf {
         super::records::layers_dir(self.root(), self.driver())
-            .join(format!(".kpod-{id}.tar-split.gz-{}", std::process::id()))
+            .join(format!(".kpod-{id}.tar-split.gz-{}", unique_suffix()))
     }
 
-    /// Removes what writers that are gone left behind: staged trees, tar-splits
-    /// and spooled archives, all named `...-<pid>`.
+    /// Removes what writers that are gone left behind: staged trees,
+    /// tar-splits and spooled archives. A live writer holds an exclusive
+    /// `flock` on each of its entries ([`hold`]), which works across PID
+    /// namespaces; an entry nobody holds and that is not brand new is stale.
     fn remove_stale_staging(&self) {
         let layers = super::records::layers_dir(self.root(), self.driver());
-        for dir in [self.staging_root(), self.spool_dir(), layers] {
+        for dir in [self.staging_root(), self.spool_dir(), layers.clone()] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if dir.ends_with(format!("{}-layers", self.driver())) && !name.starts_with(".kpod-")
-                {
+                if dir == layers && !name.starts_with(".kpod-") {
                     continue;
                 }
-                remove_if_owner_gone(&entry.path(), &name);
+                remove_if_stale(&entry.path(), &name);
             }
         }
     }
 }
 
-/// Removes `path` when the process named by the `-<pid>` at the end of `name`
-/// no longer runs.
-fn remove_if_owner_gone(path: &Path, name: &str) {
-    let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-    let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-    if alive {
+/// A random suffix for staging names (unique across processes, whatever
+/// their PID namespace).
+pub(crate) fn unique_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    super::lock::random_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Opens `path` (a file or a directory) and takes an exclusive `flock` on it,
+/// which says "in use" to other writers until the returned file is closed.
+pub fn hold(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: a valid descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::io(
+            format!("locking {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(file)
+}
+
+/// Removes `path` when no writer holds it and it is more than a few seconds
+/// old (a writer takes its lock right after creating an entry).
+fn remove_if_stale(path: &Path, name: &str) {
+    let young = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(5));
+    if young || hold(path).is_err() {
         return;
     }
     log::debug!("removing stale staging entry {name}");
@@ -126,5 +162,29 @@ fn remove_if_owner_gone(path: &Path, name: &str) {
         let _ = std::fs::remove_dir_all(path);
     } else {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_entries_are_not_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join("a");
+        let free = dir.path().join("b");
+        std::fs::create_dir(&held).unwrap();
+        std::fs::write(&free, b"x").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for p in [&held, &free] {
+            std::fs::File::open(p).unwrap().set_modified(old).unwrap();
+        }
+        let _lock = hold(&held).unwrap();
+        assert!(hold(&held).is_err(), "a second holder is refused");
+        remove_if_stale(&held, "a");
+        remove_if_stale(&free, "b");
+        assert!(held.exists(), "in use");
+        assert!(!free.exists(), "stale");
     }
 }
