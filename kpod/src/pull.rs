@@ -56,6 +56,12 @@ pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> 
     let (path, _spool) = match args.input.as_deref() {
         Some(p) if p.as_os_str() != "-" => (p.to_path_buf(), None),
         _ => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "no archive to load: give one with -i FILE or on standard input (kpod load < image.tar)"
+                );
+            }
             let dir = StoreWriter::new(&store)?.spool_dir();
             let mut spool = tempfile::Builder::new()
                 .prefix("load-")
