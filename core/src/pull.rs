@@ -11,8 +11,6 @@
 
 use std::io::{self, Read};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::compress::decompressing_reader;
 use crate::manifest::Manifest;
 use crate::read_ahead::ReadAhead;
@@ -20,7 +18,7 @@ use crate::storage::write::layers::chain_id;
 use crate::storage::write::{NewImage, NewLayer, StoreWriter};
 use crate::{Error, Result};
 use kpod_plugin_sdk::host::SourceHandle;
-use kpod_plugin_sdk::CompressionAlgorithm;
+use kpod_plugin_sdk::{BlobInfo, CompressionAlgorithm, Digest, DigestingReader};
 
 /// The largest config blob accepted.
 pub const MAX_CONFIG_SIZE: u64 = 64 << 20;
@@ -73,11 +71,6 @@ pub enum PullEvent {
         /// The blob's digest.
         digest: String,
     },
-    /// A layer is being written.
-    LayerStarted {
-        /// The blob's digest.
-        digest: String,
-    },
     /// A layer was written.
     LayerDone {
         /// The blob's digest.
@@ -96,10 +89,6 @@ pub struct PullReport {
     pub manifest_digest: String,
     /// The names the image has now.
     pub names: Vec<String>,
-    /// Layers written.
-    pub layers_written: usize,
-    /// Layers the store already had.
-    pub layers_reused: usize,
 }
 
 /// Pulls `source` into the store of `writer`, naming it `names` (stored
@@ -112,7 +101,7 @@ pub fn pull_image(
 ) -> Result<PullReport> {
     let what = source.describe();
     let (manifest_bytes, media_type) = source.manifest()?;
-    let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest_bytes)));
+    let manifest_digest = Digest::of(&manifest_bytes).as_str().to_string();
     let (manifest, _format) = Manifest::parse(&manifest_bytes, &media_type)?.ok_or_else(|| {
         Error::InvalidInput(format!(
             "{what}: the manifest is a {} (kpod pulls single images: Docker schema 2 or OCI manifests; pick one instance of a list)",
@@ -131,20 +120,15 @@ pub fn pull_image(
     }
 
     let mut parent: Option<String> = None;
-    let (mut written, mut reused) = (0, 0);
     for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
         let id = chain_id(parent.as_deref(), diff_id);
         if writer.find_layer(&id)?.is_some() {
             progress(PullEvent::LayerReused {
                 digest: layer.digest.clone(),
             });
-            reused += 1;
         } else {
-            progress(PullEvent::LayerStarted {
-                digest: layer.digest.clone(),
-            });
             let blob = source.open_blob(&layer.digest)?;
-            let mut verified = VerifyingReader::new(blob, &layer.digest, Some(layer.size), &what);
+            let mut verified = VerifyingReader::new(blob, &layer.digest, layer.size, &what);
             let record = std::thread::scope(|scope| {
                 let (tar, compression) =
                     decompressing_reader(Box::new(&mut verified)).map_err(|e| {
@@ -177,7 +161,6 @@ pub fn pull_image(
             progress(PullEvent::LayerDone {
                 digest: layer.digest.clone(),
             });
-            written += 1;
         }
         parent = Some(id);
     }
@@ -203,8 +186,6 @@ pub fn pull_image(
         image_id: record.id,
         manifest_digest,
         names: record.names,
-        layers_written: written,
-        layers_reused: reused,
     })
 }
 
@@ -226,7 +207,7 @@ fn read_config(source: &dyn PullSource, manifest: &Manifest, what: &str) -> Resu
         )));
     }
     let blob = source.open_blob(&desc.digest)?;
-    let mut reader = VerifyingReader::new(blob, &desc.digest, Some(desc.size), what);
+    let mut reader = VerifyingReader::new(blob, &desc.digest, desc.size, what);
     let mut config = Vec::new();
     (&mut reader)
         .take(MAX_CONFIG_SIZE + 1)
@@ -250,12 +231,12 @@ fn diff_ids(config: &[u8], what: &str) -> Result<Vec<String>> {
         .map_err(|e| Error::Integrity(format!("{what}: the image config is not valid: {e}")))?;
     let ids = parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     for id in &ids {
-        let hex = id.strip_prefix("sha256:").unwrap_or("");
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::Integrity(format!(
-                "{what}: the config has a diff ID that is not sha256:<64 hex>: {id:?}"
-            )));
-        }
+        Digest::parse(id).map_err(|e| {
+            Error::Integrity(format!(
+                "{what}: the config has a bad diff ID: {}",
+                e.message
+            ))
+        })?;
     }
     Ok(ids)
 }
@@ -272,49 +253,29 @@ fn created_of(config: &[u8]) -> Option<String> {
         .map(String::from)
 }
 
-/// Digests a blob while it is read; at its end, a digest or size that is not
-/// the expected one fails the read (kind `InvalidData`).
+/// Digests a blob while it is read; at its end, a digest or size other than
+/// the descriptor's fails the read (kind `InvalidData`).
 struct VerifyingReader<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    hasher: Sha256,
-    count: u64,
-    expected: String,
-    size: Option<u64>,
+    inner: DigestingReader<Box<dyn Read + Send + 'a>>,
+    expected: BlobInfo,
     what: String,
     eof: bool,
 }
 
 impl<'a> VerifyingReader<'a> {
-    fn new(inner: Box<dyn Read + Send + 'a>, digest: &str, size: Option<u64>, what: &str) -> Self {
+    fn new(inner: Box<dyn Read + Send + 'a>, digest: &str, size: u64, what: &str) -> Self {
         VerifyingReader {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-            expected: digest.to_string(),
-            size,
+            inner: DigestingReader::new(inner),
+            expected: BlobInfo::known(digest, size),
             what: what.to_string(),
             eof: false,
         }
     }
 
     fn check(&self) -> io::Result<()> {
-        let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
-        if got != self.expected {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: blob {} has digest {got}", self.what, self.expected),
-            ));
-        }
-        if let Some(size) = self.size.filter(|s| *s != self.count) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: blob {} is {} bytes, the manifest says {size}",
-                    self.what, self.expected, self.count
-                ),
-            ));
-        }
-        Ok(())
+        self.expected
+            .verify(&self.what, &self.inner.digest(), self.inner.count())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.message.to_string()))
     }
 
     /// Reads what is left and checks digest and size.
@@ -338,16 +299,12 @@ impl Read for VerifyingReader<'_> {
             self.check()?;
             return Ok(0);
         }
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        if self.size.is_some_and(|s| self.count > s) {
+        if let Some(size) = self.expected.size().filter(|s| self.inner.count() > *s) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{}: blob {} is longer than the {} bytes the manifest says",
-                    self.what,
-                    self.expected,
-                    self.size.unwrap_or_default()
+                    "{}: blob {} is longer than the {size} bytes the manifest says",
+                    self.what, self.expected.digest
                 ),
             ));
         }

@@ -46,7 +46,8 @@ impl Display {
     }
 }
 
-fn short(digest: &str) -> &str {
+/// The first 12 hex digits of a digest, for progress lines.
+pub(crate) fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     &hex[..hex.len().min(12)]
 }

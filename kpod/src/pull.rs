@@ -3,10 +3,11 @@
 use crate::cli::{AccessArgs, LoadArgs, PullArgs};
 use crate::destination::{self, Destination};
 use crate::options;
+use crate::progress::short;
 use crate::retry::with_retries;
 use anyhow::{Context, Result};
-use kpod_core::plugin_host::PluginSet;
-use kpod_core::pull::{pull_image, PluginSource, PullEvent, PullReport};
+use kpod_core::plugin_host::{LoadedPlugin, PluginSet};
+use kpod_core::pull::{pull_image, PluginSource, PullEvent, PullReport, PullSource};
 use kpod_core::storage::write::{names, StoreWriter};
 use kpod_core::storage::{Store, StoreOptions};
 use kpod_plugin_sdk::{ErrorKind, PushOptions};
@@ -14,13 +15,12 @@ use std::io::Write;
 
 /// Runs `kpod pull`: prints the image ID.
 pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PullArgs) -> Result<()> {
-    let source = match destination::split(&args.source) {
-        Some(place) => place,
-        None => Destination {
-            transport: "docker".into(),
-            details: format!("//{}", args.source),
-        },
-    };
+    let place = destination::split(&args.source).unwrap_or_else(|| Destination {
+        transport: "docker".into(),
+        details: format!("//{}", args.source),
+    });
+    // The source is checked before the store is touched.
+    let source = SourceRef::resolve(plugins, place, &args.source)?;
     let name = args.name.as_deref().map(names::normalize).transpose()?;
     let mut opts = options::push_options(&args.access, args.quiet, args.retry)?;
     if let Some(platform) = &args.platform {
@@ -28,19 +28,11 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PullArgs) -> R
         opts.set_extra("docker.platform", platform);
     }
     let store = Store::open(store_opts)?;
+    let writer = StoreWriter::new(&store)?;
     let report = with_retries(
         "pull",
         args.retry,
-        || {
-            pull_one(
-                plugins,
-                &store,
-                &source,
-                &args.source,
-                name.as_deref(),
-                &opts,
-            )
-        },
+        || source.pull(&writer, name.as_deref(), &opts),
         is_network,
     )
     .map_err(|err| err.context(format!("pulling {}", args.source)))?;
@@ -51,6 +43,7 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PullArgs) -> R
 /// Runs `kpod load`: every image of the archive; prints what was loaded.
 pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> Result<()> {
     let store = Store::open(store_opts)?;
+    let writer = StoreWriter::new(&store)?;
     // Standard input is read once, into a temporary file next to the store,
     // so that each image of the archive can be read from it.
     let (path, _spool) = match args.input.as_deref() {
@@ -62,7 +55,7 @@ pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> 
                     "no archive to load: give one with -i FILE or on standard input (kpod load < image.tar)"
                 );
             }
-            let dir = StoreWriter::new(&store)?.spool_dir();
+            let dir = writer.spool_dir();
             let mut spool = tempfile::Builder::new()
                 .prefix("load-")
                 .tempfile_in(&dir)
@@ -87,7 +80,9 @@ pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> 
             details: format!("{}:@{index}", path.display()),
         };
         let shown_place = format!("docker-archive:{shown}");
-        match pull_one(plugins, &store, &place, &shown_place, None, &opts) {
+        let pulled = SourceRef::resolve(plugins, place, &shown_place)
+            .and_then(|source| source.pull(&writer, None, &opts));
+        match pulled {
             Ok(report) => loaded.push(report),
             Err(err) if index > 0 && plugin_kind(&err) == Some(ErrorKind::NotFound) => break,
             Err(err) => return Err(err.context(format!("loading {shown}"))),
@@ -105,62 +100,78 @@ pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> 
     Ok(())
 }
 
-fn pull_one(
-    plugins: &PluginSet,
-    store: &Store,
-    place: &Destination,
-    shown: &str,
-    name: Option<&str>,
-    opts: &PushOptions,
-) -> Result<PullReport> {
-    let plugin = destination::find_plugin(plugins, place, shown, "source")?;
-    let reference = plugin
-        .handle
-        .parse_source_reference(&place.transport, &place.details)
-        .map_err(kpod_core::Error::from)?;
-    let handle = plugin
-        .handle
-        .open_source(&place.transport, &reference, opts)
-        .map_err(kpod_core::Error::from)?;
-    let source = PluginSource {
-        handle,
-        description: shown.to_string(),
-    };
-    let names: Vec<String> = match name {
-        Some(n) => vec![n.to_string()],
-        None => kpod_core::pull::PullSource::names(&source)
-            .iter()
-            .filter_map(|n| match names::normalize(n) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    log::warn!("{shown}: ignoring the name {n:?} the source gives: {e}");
-                    None
-                }
-            })
-            .collect(),
-    };
-    let writer = StoreWriter::new(store)?;
-    let quiet = opts.quiet;
-    let progress = move |event: PullEvent| {
-        if quiet {
-            return;
-        }
-        let line = match event {
-            PullEvent::LayerReused { digest } => {
-                format!("Copying blob {} skipped: already exists", short(&digest))
-            }
-            PullEvent::LayerStarted { .. } => return,
-            PullEvent::LayerDone { digest } => format!("Copying blob {} done", short(&digest)),
-            PullEvent::WritingManifest => "Writing manifest to image destination".to_string(),
-        };
-        eprintln!("{line}");
-    };
-    Ok(pull_image(&source, &writer, &names, &progress)?)
+/// A source whose plugin is found and whose reference the plugin checked.
+struct SourceRef<'a> {
+    plugin: &'a LoadedPlugin,
+    place: Destination,
+    /// What the user typed, for messages.
+    shown: String,
 }
 
-fn short(digest: &str) -> &str {
-    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
-    &hex[..hex.len().min(12)]
+impl<'a> SourceRef<'a> {
+    fn resolve(plugins: &'a PluginSet, place: Destination, shown: &str) -> Result<Self> {
+        let plugin = destination::find_plugin(plugins, &place, shown, "source")?;
+        let details = plugin
+            .handle
+            .parse_source_reference(&place.transport, &place.details)
+            .map_err(kpod_core::Error::from)?;
+        Ok(SourceRef {
+            plugin,
+            place: Destination { details, ..place },
+            shown: shown.to_string(),
+        })
+    }
+
+    /// Opens the source and pulls it with `writer`, named `name` or else as
+    /// the source names it.
+    fn pull(
+        &self,
+        writer: &StoreWriter<'_>,
+        name: Option<&str>,
+        opts: &PushOptions,
+    ) -> Result<PullReport> {
+        let handle = self
+            .plugin
+            .handle
+            .open_source(&self.place.transport, &self.place.details, opts)
+            .map_err(kpod_core::Error::from)?;
+        let source = PluginSource {
+            handle,
+            description: self.shown.clone(),
+        };
+        let names: Vec<String> = match name {
+            Some(n) => vec![n.to_string()],
+            None => PullSource::names(&source)
+                .iter()
+                .filter_map(|n| match names::normalize(n) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        log::warn!(
+                            "{}: ignoring the name {n:?} the source gives: {e}",
+                            self.shown
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let quiet = opts.quiet;
+        let progress = move |event: PullEvent| {
+            if quiet {
+                return;
+            }
+            match event {
+                PullEvent::LayerReused { digest } => {
+                    eprintln!("Copying blob {} skipped: already exists", short(&digest))
+                }
+                PullEvent::LayerDone { digest } => {
+                    eprintln!("Copying blob {} done", short(&digest))
+                }
+                PullEvent::WritingManifest => eprintln!("Writing manifest to image destination"),
+            }
+        };
+        Ok(pull_image(&source, writer, &names, &progress)?)
+    }
 }
 
 fn plugin_kind(err: &anyhow::Error) -> Option<ErrorKind> {

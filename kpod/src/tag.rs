@@ -3,7 +3,7 @@
 use crate::cli::{RmiArgs, TagArgs};
 use anyhow::{bail, Result};
 use kpod_core::storage::write::{names, StoreWriter};
-use kpod_core::storage::{Store, StoreOptions};
+use kpod_core::storage::{Image, Store, StoreOptions};
 
 /// Runs `kpod tag`.
 pub fn tag(store_opts: &StoreOptions, args: &TagArgs) -> Result<()> {
@@ -13,13 +13,7 @@ pub fn tag(store_opts: &StoreOptions, args: &TagArgs) -> Result<()> {
         .map(|n| names::normalize(n))
         .collect::<Result<_, _>>()?;
     let store = Store::open(store_opts)?;
-    let image = store.resolve_image(&args.image)?;
-    if image.read_only {
-        bail!(
-            "{} is in a read-only additional image store and cannot be tagged",
-            image.describe()
-        );
-    }
+    let image = writable(store.resolve_image(&args.image)?, "tagged")?;
     let writer = StoreWriter::new(&store)?;
     for name in &new {
         writer.tag(&image.id, name)?;
@@ -50,39 +44,42 @@ pub fn rmi(store_opts: &StoreOptions, args: &RmiArgs) -> Result<()> {
 }
 
 fn rmi_one(store: &Store, writer: &StoreWriter<'_>, reference: &str, force: bool) -> Result<()> {
-    let image = store.resolve_image(reference)?;
-    if image.read_only {
-        bail!(
-            "{} is in a read-only additional image store and cannot be removed",
-            image.describe()
-        );
+    let image = writable(store.resolve_image(reference)?, "removed")?;
+    if image.names.len() > 1 && !force {
+        // A name (not an ID) of an image that has other names: untag only.
+        let Some(name) = image
+            .names
+            .iter()
+            .find(|n| store_name_matches(n, reference))
+        else {
+            bail!(
+                "image {} has several names ({}): remove them one by one, or all with --force",
+                image.short_id(),
+                image.names.join(", ")
+            );
+        };
+        writer.untag(&image.id, name)?;
+        println!("Untagged: {name}");
+        return Ok(());
     }
-    // A name (not an ID) of an image that has other names: untag only.
-    let by_name = image
-        .names
-        .iter()
-        .find(|n| store_name_matches(n, reference))
-        .cloned();
-    if let (Some(name), false) = (&by_name, force) {
-        if image.names.len() > 1 {
-            writer.untag(&image.id, name)?;
-            println!("Untagged: {name}");
-            return Ok(());
-        }
-    }
-    if by_name.is_none() && image.names.len() > 1 && !force {
-        bail!(
-            "image {} has several names ({}): remove them one by one, or all with --force",
-            image.short_id(),
-            image.names.join(", ")
-        );
-    }
+    writer.remove_image(&image.id)?;
     for name in &image.names {
         println!("Untagged: {name}");
     }
-    writer.remove_image(&image.id)?;
     println!("Deleted: {}", image.id);
     Ok(())
+}
+
+/// `image`, unless it lives in a read-only additional image store, which
+/// cannot be `what` ("tagged", "removed").
+fn writable(image: Image, what: &str) -> Result<Image> {
+    if image.read_only {
+        bail!(
+            "{} is in a read-only additional image store and cannot be {what}",
+            image.describe()
+        );
+    }
+    Ok(image)
 }
 
 /// Whether the user's `reference` names the stored `name` (as resolution

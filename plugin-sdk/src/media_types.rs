@@ -22,3 +22,61 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker layer, uncompressed tar (accepted by few registries).
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// The media type of a manifest: its `mediaType` field, else guessed from its
+/// shape as containers/image does (schema 1 with or without signatures, an
+/// index, a Docker schema 2 manifest by its config type, else OCI).
+pub fn guess_manifest_type(manifest: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return OCI_MANIFEST.to_string();
+    };
+    let field = |v: &serde_json::Value, name: &str| {
+        v.get(name)
+            .and_then(|m| m.as_str())
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+    };
+    if let Some(m) = field(&value, "mediaType") {
+        return m;
+    }
+    match value.get("schemaVersion").and_then(|v| v.as_i64()) {
+        Some(1) if value.get("signatures").is_some() => {
+            "application/vnd.docker.distribution.manifest.v1+prettyjws".into()
+        }
+        Some(1) => "application/vnd.docker.distribution.manifest.v1+json".into(),
+        _ if value.get("manifests").is_some() => OCI_INDEX.into(),
+        _ => match value.get("config").and_then(|c| field(c, "mediaType")) {
+            Some(c) if c == DOCKER_CONFIG => DOCKER_V2S2_MANIFEST.into(),
+            _ => OCI_MANIFEST.into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guesses_like_containers_image() {
+        assert_eq!(guess_manifest_type(br#"{"mediaType":"x/y"}"#), "x/y");
+        assert_eq!(
+            guess_manifest_type(br#"{"schemaVersion":2,"manifests":[]}"#),
+            OCI_INDEX
+        );
+        assert_eq!(
+            guess_manifest_type(
+                br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json"}}"#
+            ),
+            DOCKER_V2S2_MANIFEST
+        );
+        assert_eq!(
+            guess_manifest_type(br#"{"schemaVersion":2,"config":{}}"#),
+            OCI_MANIFEST
+        );
+        assert_eq!(
+            guess_manifest_type(br#"{"schemaVersion":1,"signatures":[]}"#),
+            "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        );
+        assert_eq!(guess_manifest_type(b"not json"), OCI_MANIFEST);
+    }
+}

@@ -371,18 +371,9 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 256];
     // SAFETY: valid C strings and buffer.
-    let len = unsafe { libc_lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (len >= 0).then(|| buf[..len as usize].to_vec())
-}
-
-extern "C" {
-    #[link_name = "lgetxattr"]
-    fn libc_lgetxattr(
-        path: *const std::ffi::c_char,
-        name: *const std::ffi::c_char,
-        value: *mut std::ffi::c_void,
-        size: usize,
-    ) -> isize;
 }
 
 /// Whether every listed layer of `store` is complete: its tree and tar-split exist.
@@ -859,7 +850,7 @@ fn signatures_come_along_and_skopeo_reads_them_from_the_store() {
 fn without_root_only_vfs_and_root_owned_files_are_written() {
     require_tool("setpriv", "util-linux");
     // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc_geteuid() };
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
         "this test switches to an unprivileged user: run it as root"
@@ -900,9 +891,4 @@ fn without_root_only_vfs_and_root_owned_files_are_written() {
             assert_eq!(stdout_of(&out).trim(), simple.image_id());
         }
     }
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }

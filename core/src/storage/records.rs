@@ -174,6 +174,11 @@ pub fn layers_dir(root: &Path, driver: &str) -> PathBuf {
     root.join(format!("{driver}-layers"))
 }
 
+/// `<root>/<driver>-layers/<id>.tar-split.gz`: layer `id`'s tar-split.
+pub fn tar_split_path(root: &Path, driver: &str, id: &str) -> PathBuf {
+    layers_dir(root, driver).join(format!("{id}.tar-split.gz"))
+}
+
 /// `<root>/<driver>-images`.
 pub fn images_dir(root: &Path, driver: &str) -> PathBuf {
     root.join(format!("{driver}-images"))

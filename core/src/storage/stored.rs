@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use super::bigdata;
 use super::image::Image;
 use super::layer::{layer_tree, LayerFiles, LayerReader};
-use super::records::{layers_dir, ImageMetadata, LayerRecord};
+use super::records::{layers_dir, tar_split_path, ImageMetadata, LayerRecord};
 use super::Store;
 use crate::copy::{SourceImage, SourceLayer};
 use crate::{Error, Result};
@@ -28,50 +28,8 @@ pub struct StoredImage<'a> {
     chain: OnceLock<Vec<ChainLayer>>,
 }
 
-/// Media type of Docker schema 2 manifests.
-const DOCKER_V2S2: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Media type of OCI image manifests.
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// The media type of a manifest: its `mediaType` field, else guessed from
-/// its shape as containers/image does.
-pub fn manifest_media_type(bytes: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(default, rename = "mediaType")]
-        media_type: Option<String>,
-        #[serde(default, rename = "schemaVersion")]
-        schema_version: Option<i64>,
-        #[serde(default)]
-        signatures: Option<serde_json::Value>,
-        #[serde(default)]
-        config: Option<Probe2>,
-        #[serde(default)]
-        manifests: Option<serde_json::Value>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Probe2 {
-        #[serde(default, rename = "mediaType")]
-        media_type: Option<String>,
-    }
-    let Ok(p) = serde_json::from_slice::<Probe>(bytes) else {
-        return OCI_MANIFEST.to_string();
-    };
-    if let Some(m) = p.media_type.filter(|m| !m.is_empty()) {
-        return m;
-    }
-    match p.schema_version {
-        Some(1) if p.signatures.is_some() => {
-            "application/vnd.docker.distribution.manifest.v1+prettyjws".into()
-        }
-        Some(1) => "application/vnd.docker.distribution.manifest.v1+json".into(),
-        _ if p.manifests.is_some() => "application/vnd.oci.image.index.v1+json".into(),
-        _ => match p.config.and_then(|c| c.media_type) {
-            Some(c) if c == "application/vnd.docker.container.image.v1+json" => DOCKER_V2S2.into(),
-            _ => OCI_MANIFEST.into(),
-        },
-    }
-}
+/// The media type of a manifest, from its `mediaType` or its shape.
+pub use kpod_plugin_sdk::media_types::guess_manifest_type as manifest_media_type;
 
 impl<'a> StoredImage<'a> {
     pub(crate) fn new(store: &'a Store, image: Image) -> Self {
@@ -301,7 +259,7 @@ impl SourceImage for StoredImage<'_> {
         let files = LayerFiles {
             image: self.image.describe(),
             layer_id: layer.record.id.clone(),
-            tar_split: layers_dir(root, driver).join(format!("{}.tar-split.gz", layer.record.id)),
+            tar_split: tar_split_path(root, driver, &layer.record.id),
             trees,
             diff_digest,
             diff_size: layer.record.diff_size.and_then(|s| u64::try_from(s).ok()),

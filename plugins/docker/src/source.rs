@@ -165,19 +165,14 @@ fn media_type_of(fetched: &FetchedManifest, listed: &str) -> String {
             return ct.to_string();
         }
     }
-    let value: serde_json::Value = serde_json::from_slice(&fetched.bytes).unwrap_or_default();
-    if let Some(m) = value.get("mediaType").and_then(|m| m.as_str()) {
-        if !m.is_empty() {
-            return m.to_string();
-        }
-    }
-    if !listed.is_empty() {
-        return listed.to_string();
-    }
-    if value.get("manifests").is_some() {
-        media_types::OCI_INDEX.to_string()
-    } else {
-        media_types::OCI_MANIFEST.to_string()
+    let declared = serde_json::from_slice::<serde_json::Value>(&fetched.bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(String::from))
+        .filter(|m| !m.is_empty());
+    match declared {
+        Some(m) => m,
+        None if !listed.is_empty() => listed.to_string(),
+        None => media_types::guess_manifest_type(&fetched.bytes),
     }
 }
 

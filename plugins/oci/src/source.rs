@@ -174,21 +174,6 @@ impl OciSource {
     }
 }
 
-/// The media type a manifest without a descriptor media type declares or shows.
-fn guess_media_type(manifest: &[u8]) -> String {
-    let value: serde_json::Value = serde_json::from_slice(manifest).unwrap_or_default();
-    if let Some(m) = value.get("mediaType").and_then(|m| m.as_str()) {
-        if !m.is_empty() {
-            return m.to_string();
-        }
-    }
-    if value.get("manifests").is_some() {
-        media_types::OCI_INDEX.to_string()
-    } else {
-        media_types::OCI_MANIFEST.to_string()
-    }
-}
-
 impl Source for OciSource {
     fn manifest(&self) -> Result<(Vec<u8>, String), PluginError> {
         let file = blob_path(&self.root, &self.digest);
@@ -205,7 +190,7 @@ impl Source for OciSource {
         })?;
         let media_type = match &self.media_type {
             Some(m) => m.clone(),
-            None => guess_media_type(&bytes),
+            None => media_types::guess_manifest_type(&bytes),
         };
         Ok((bytes, media_type))
     }

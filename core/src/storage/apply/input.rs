@@ -3,7 +3,7 @@
 
 use std::io::{self, BufReader, Read};
 
-use sha2::{Digest as _, Sha256};
+use kpod_plugin_sdk::DigestingReader;
 
 use crate::{Error, Result};
 
@@ -17,8 +17,9 @@ pub(super) fn padding(size: u64) -> u64 {
 
 /// The input stream, with its running digest and the pending raw bytes.
 pub(super) struct Input<'a> {
-    inner: BufReader<&'a mut dyn Read>,
-    sha: Sha256,
+    /// Digested below the buffer: at the end of the stream, every byte.
+    inner: BufReader<DigestingReader<&'a mut dyn Read>>,
+    /// Bytes consumed so far (for positions in messages).
     total: u64,
     pending: Vec<u8>,
 }
@@ -26,8 +27,7 @@ pub(super) struct Input<'a> {
 impl<'a> Input<'a> {
     pub(super) fn new(tar: &'a mut dyn Read) -> Self {
         Input {
-            inner: BufReader::with_capacity(128 * 1024, tar),
-            sha: Sha256::new(),
+            inner: BufReader::with_capacity(128 * 1024, DigestingReader::new(tar)),
             total: 0,
             pending: Vec::with_capacity(4 * BLOCK),
         }
@@ -49,7 +49,6 @@ impl<'a> Input<'a> {
                 Err(e) => return Err(Error::io("reading the layer tar", e)),
             }
         }
-        self.sha.update(&buf[..n]);
         self.total += n as u64;
         Ok(n)
     }
@@ -85,7 +84,6 @@ impl<'a> Input<'a> {
         loop {
             match self.inner.read(buf) {
                 Ok(n) => {
-                    self.sha.update(&buf[..n]);
                     self.total += n as u64;
                     return Ok(n);
                 }
@@ -122,12 +120,11 @@ impl<'a> Input<'a> {
         Ok(data)
     }
 
-    /// `sha256:<hex>` of everything read, and its length.
+    /// `sha256:<hex>` of everything read, and its length (once [`Input::rest`]
+    /// has reached the end of the stream).
     pub(super) fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.sha.finalize())),
-            self.total,
-        )
+        let digested = self.inner.get_ref();
+        (digested.digest().as_str().to_string(), digested.count())
     }
 }
 

@@ -20,6 +20,8 @@ mod header;
 mod input;
 mod paths;
 mod sys;
+
+pub(crate) use sys::privileged;
 mod whiteout;
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 /// Whether this process runs as root (and so may chown, mknod, set
 /// `trusted.*` attributes).
-pub(super) fn privileged() -> bool {
+pub(crate) fn privileged() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

@@ -2,11 +2,12 @@
 
 use std::collections::HashSet;
 
-use sha2::{Digest as _, Sha256};
+use kpod_plugin_sdk::Digest;
 
 use super::clock::now_rfc3339;
-use super::StoreWriter;
+use super::{short_id, StoreWriter};
 use crate::storage::bigdata;
+use crate::storage::lock::ReadLock;
 use crate::storage::records::{
     atomic_write, create_private_dir, images_dir, ImageRecord, ImagesForWrite, LayersForWrite,
 };
@@ -35,10 +36,6 @@ pub struct NewImage {
     pub created: Option<String>,
 }
 
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
 impl StoreWriter<'_> {
     /// Records `image` (with its manifest, config and signatures), or merges
     /// it into the record of the same ID: names and manifest are added.
@@ -50,7 +47,7 @@ impl StoreWriter<'_> {
             if !layers.records.iter().any(|r| &r.id == top) {
                 return Err(Error::Storage(format!(
                     "layer {} was removed from the store while the image was written; pull again",
-                    &top[..top.len().min(12)]
+                    short_id(top)
                 )));
             }
         }
@@ -94,7 +91,7 @@ impl StoreWriter<'_> {
             let digest = if key == "manifest" || key.starts_with("manifest-") {
                 image.manifest_digest.clone()
             } else {
-                sha256(data)
+                Digest::of(data).as_str().to_string()
             };
             rec.big_data_digests.insert(key.clone(), digest);
         }
@@ -148,10 +145,11 @@ impl StoreWriter<'_> {
         let mut layers = LayersForWrite::open(self.root(), self.driver())?;
         let mut images = ImagesForWrite::open(self.root(), self.driver())?;
         let index = position(&images.records, id)?;
-        if let Some(container) = self.container_using(id)? {
+        let containers = self.containers()?;
+        if let Some(container) = container_using(&containers, id) {
             return Err(Error::InvalidInput(format!(
                 "image {} is in use by container {container}: remove the container first",
-                &id[..id.len().min(12)]
+                short_id(id)
             )));
         }
         let image = images.records.remove(index);
@@ -171,7 +169,11 @@ impl StoreWriter<'_> {
             .iter()
             .filter_map(|r| r.layer.clone())
             .collect();
-        tops.extend(self.container_layers()?);
+        tops.extend(
+            containers
+                .iter()
+                .filter_map(|c| c.get("layer").and_then(|v| v.as_str()).map(String::from)),
+        );
         for top in tops {
             let mut next = Some(top);
             while let Some(l) = next {
@@ -209,10 +211,11 @@ impl StoreWriter<'_> {
         Ok(doomed)
     }
 
+    /// The records of `containers.json`, read under `containers.lock`.
     fn containers(&self) -> Result<Vec<serde_json::Value>> {
-        let path = self
-            .root()
-            .join(format!("{}-containers/containers.json", self.driver()));
+        let dir = self.root().join(format!("{}-containers", self.driver()));
+        let _lock = ReadLock::acquire(&dir.join("containers.lock"))?;
+        let path = dir.join("containers.json");
         match std::fs::read(&path) {
             Ok(data) if data.iter().all(u8::is_ascii_whitespace) => Ok(Vec::new()),
             Ok(data) => serde_json::from_slice(&data)
@@ -221,29 +224,21 @@ impl StoreWriter<'_> {
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
         }
     }
+}
 
-    fn container_using(&self, image: &str) -> Result<Option<String>> {
-        Ok(self
-            .containers()?
-            .iter()
-            .find(|c| c.get("image").and_then(|v| v.as_str()) == Some(image))
-            .map(|c| {
-                c.get("names")
-                    .and_then(|n| n.get(0))
-                    .or_else(|| c.get("id"))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("?")
-                    .to_string()
-            }))
-    }
-
-    fn container_layers(&self) -> Result<Vec<String>> {
-        Ok(self
-            .containers()?
-            .iter()
-            .filter_map(|c| c.get("layer").and_then(|v| v.as_str()).map(String::from))
-            .collect())
-    }
+/// The name (or ID) of a container in `containers` made from `image`.
+fn container_using(containers: &[serde_json::Value], image: &str) -> Option<String> {
+    containers
+        .iter()
+        .find(|c| c.get("image").and_then(|v| v.as_str()) == Some(image))
+        .map(|c| {
+            c.get("names")
+                .and_then(|n| n.get(0))
+                .or_else(|| c.get("id"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
 }
 
 /// Where the image with `id` is in `records`.

@@ -46,8 +46,7 @@ impl<'a> StoreWriter<'a> {
                 "kpod writes only overlay and vfs stores, not {driver}"
             )));
         }
-        // SAFETY: geteuid has no preconditions.
-        if driver == "overlay" && unsafe { libc::geteuid() } != 0 {
+        if driver == "overlay" && !super::apply::privileged() {
             return Err(Error::InvalidInput(
                 "without root, kpod cannot write an overlay store (whiteouts are device nodes); \
                  use --storage-driver vfs"
@@ -66,11 +65,6 @@ impl<'a> StoreWriter<'a> {
         create_private_dir(&super::records::layers_dir(root, driver))?;
         writer.remove_stale_staging();
         Ok(writer)
-    }
-
-    /// The store written to.
-    pub fn store(&self) -> &'a Store {
-        self.store
     }
 
     fn root(&self) -> &Path {
@@ -121,6 +115,11 @@ impl<'a> StoreWriter<'a> {
             }
         }
     }
+}
+
+/// The first 12 characters of an ID, for messages.
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 /// A random suffix for staging names (unique across processes, whatever

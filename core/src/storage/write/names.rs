@@ -20,23 +20,6 @@ pub fn normalize(name: &str) -> Result<String> {
     })
 }
 
-/// The stored form of a name found inside an image (a `docker save`
-/// `RepoTags` entry, a registry reference): normalised as docker does, so a
-/// short name means Docker Hub.
-pub fn normalize_docker(name: &str) -> Result<String> {
-    let reference = Reference::parse(name)
-        .ok_or_else(|| Error::InvalidInput(format!("invalid image name {name:?}")))?;
-    if reference.is_short() {
-        let qualified = if reference.path.contains('/') {
-            format!("docker.io/{name}")
-        } else {
-            format!("docker.io/library/{name}")
-        };
-        return normalize(&qualified);
-    }
-    normalize(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,14 +32,6 @@ mod tests {
         assert_eq!(
             normalize("localhost:5000/app").unwrap(),
             "localhost:5000/app:latest"
-        );
-        assert_eq!(
-            normalize_docker("busybox:1").unwrap(),
-            "docker.io/library/busybox:1"
-        );
-        assert_eq!(
-            normalize_docker("user/app").unwrap(),
-            "docker.io/user/app:latest"
         );
         let err = normalize("Bad Name").unwrap_err().to_string();
         assert!(err.contains("invalid image name"), "{err}");
