@@ -124,16 +124,6 @@ impl PullSource for Generated {
     }
 }
 
-/// The peak resident memory of this process (`VmHWM`), in KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 #[test]
 fn a_large_layer_is_pulled_with_bounded_memory() {
     let tmp = tempfile::tempdir().unwrap();
@@ -154,7 +144,7 @@ fn a_large_layer_is_pulled_with_bounded_memory() {
     let layer = image.top_layer.clone().expect("a top layer");
     let file = tmp.path().join("root/vfs/dir").join(layer).join("big.bin");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), FILE_SIZE);
-    let peak = peak_kib();
+    let peak = kpod_test_support::peak_memory_kib();
     assert!(
         peak < MAX_PEAK_KIB,
         "peak memory {peak} KiB while pulling a {} MiB layer",
