@@ -64,3 +64,14 @@ pub fn one_error_line(out: &Output, code: i32) -> String {
     assert_eq!(errors.len(), 1, "expected one Error line: {stderr}");
     errors[0].to_string()
 }
+
+/// The peak resident memory of this process so far (`VmHWM`), in KiB. A
+/// test that bounds it should run in a test binary of its own.
+pub fn peak_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("reading /proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
