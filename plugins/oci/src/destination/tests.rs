@@ -87,7 +87,7 @@ fn commit_writes_the_layout() {
     names.sort();
     assert_eq!(
         names,
-        vec!["blobs", "index.json", "oci-layout"],
+        vec![".kpod-lock", "blobs", "index.json", "oci-layout"],
         "no temporary files left"
     );
 }
@@ -206,4 +206,127 @@ fn bad_destinations_and_manifests_are_refused() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ManifestRejected);
     assert!(dest.commit().is_err());
+}
+
+/// The blob files of the layout, by hex digest.
+fn blobs_in(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn concurrent_pushes_keep_every_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("layout");
+    for round in 0..10 {
+        std::thread::scope(|s| {
+            for (i, layer) in [&b"image one"[..], &b"image two"[..]]
+                .into_iter()
+                .enumerate()
+            {
+                let root = &root;
+                s.spawn(move || {
+                    let mut dest = open(root, Some(&format!("r{round}-{i}")));
+                    push_image(&dest, layer);
+                    dest.commit().unwrap();
+                });
+            }
+        });
+    }
+    let tags: Vec<_> = listed(&root).into_iter().filter_map(|(_, t)| t).collect();
+    assert_eq!(tags.len(), 20, "{tags:?}");
+}
+
+#[test]
+fn a_failed_push_keeps_blobs_a_committed_push_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for fresh in [true, false] {
+        let root = tmp.path().join(format!("layout-{fresh}"));
+        if !fresh {
+            let mut old = open(&root, Some("old"));
+            push_image(&old, b"old image");
+            old.commit().unwrap();
+        }
+        // C writes a layer, then A pushes an image with the same layer and
+        // commits, then C fails.
+        let failing = open(&root, Some("c"));
+        failing
+            .put_blob(&mut &b"shared layer"[..], &blob(b"shared layer"))
+            .unwrap();
+        let mut winner = open(&root, Some("a"));
+        let reused = winner
+            .try_reuse_blob(&ReuseQuery {
+                blob: blob(b"shared layer"),
+                candidates: Default::default(),
+                can_substitute: false,
+            })
+            .unwrap();
+        assert!(reused.is_some());
+        let manifest = push_image(&winner, b"shared layer");
+        winner.commit().unwrap();
+        drop(winner);
+        drop(failing);
+
+        assert!(root.join("index.json").exists(), "the layout stays");
+        let tags: Vec<_> = listed(&root).into_iter().filter_map(|(_, t)| t).collect();
+        assert!(tags.contains(&"a".to_string()), "{tags:?}");
+        let blobs = blobs_in(&root);
+        for digest in [Digest::of(b"shared layer"), Digest::of(&manifest)] {
+            assert!(blobs.contains(&digest.hex().to_string()), "{blobs:?}");
+        }
+        let leftovers: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(".kpod-") && n != ".kpod-lock")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn a_failed_push_into_a_layout_another_push_uses_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("fresh");
+    let failing = open(&root, Some("c"));
+    push_image(&failing, b"c's layer");
+    let mut other = open(&root, Some("a"));
+    push_image(&other, b"a's layer");
+    drop(failing); // while the other push is still writing
+    assert!(root.is_dir());
+    other.commit().unwrap();
+    drop(other);
+    assert_eq!(listed(&root).len(), 1);
+    assert!(!blobs_in(&root).contains(&Digest::of(b"c's layer").hex().to_string()));
+    assert!(blobs_in(&root).contains(&Digest::of(b"a's layer").hex().to_string()));
+}
+
+#[test]
+fn the_next_push_rolls_back_a_killed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("layout");
+    let mut first = open(&root, Some("v1"));
+    let kept = push_image(&first, b"kept");
+    first.commit().unwrap();
+    drop(first);
+
+    let mut killed = open(&root, Some("v2"));
+    push_image(&killed, b"killed");
+    // A kill leaves the run directory unheld and nothing rolled back.
+    let run = killed.run.take().unwrap().abandon();
+    std::mem::forget(killed);
+    fs::write(root.join(".kpod-blob-old"), b"from an older kpod").unwrap();
+    assert!(blobs_in(&root).contains(&Digest::of(b"killed").hex().to_string()));
+
+    let next = open(&root, None);
+    assert!(!run.exists());
+    assert!(!root.join(".kpod-blob-old").exists());
+    assert!(!blobs_in(&root).contains(&Digest::of(b"killed").hex().to_string()));
+    assert!(blobs_in(&root).contains(&Digest::of(&kept).hex().to_string()));
+    assert!(blobs_in(&root).contains(&Digest::of(b"kept").hex().to_string()));
+    drop(next);
+    assert_eq!(listed(&root).len(), 1);
 }
