@@ -7,6 +7,7 @@
 
 pub mod dockerd;
 pub mod fixtures;
+pub mod leftovers;
 pub mod registry;
 pub mod skopeo;
 
