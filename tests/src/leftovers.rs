@@ -13,13 +13,10 @@ pub const OCI_LOCK: &str = ".kpod-lock";
 /// `.NAME.kpod-tmp-*`, `.NAME.kpod-old-*`, and the `.kpod-blob-*` and
 /// `.kpod-tmp-*` files of earlier versions.
 pub fn kpod_temporaries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    crate::names_in(dir)
+        .into_iter()
         .filter(|n| n.starts_with('.') && n.contains("kpod-") && n != OCI_LOCK)
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
 
 /// `org.opencontainers.image.ref.name` of every entry of `index.json`.

@@ -9,7 +9,7 @@ use kpod_tests::fixtures::{
 };
 use kpod_tests::leftovers::{assert_blobs_exactly_referenced, kpod_temporaries, layout_tags};
 use kpod_tests::skopeo::copy_verifies;
-use kpod_tests::stderr_of;
+use kpod_tests::{names_in, stderr_of};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -89,15 +89,6 @@ fn push_killed(store: &Store, dest: &str, after: Duration) {
 fn sha256_of(path: &Path) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! dev-dependency (they cannot use `kpod-tests`, which links other plugin
 //! rlibs and so would duplicate their exported symbols).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Fails the test unless `program` is on PATH, naming the Debian package that
@@ -63,4 +63,14 @@ pub fn one_error_line(out: &Output, code: i32) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "expected one Error line: {stderr}");
     errors[0].to_string()
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

@@ -1,5 +1,6 @@
 use super::*;
 use kpod_plugin_sdk::types::ReuseCandidate;
+use kpod_test_support::names_in;
 
 fn blob(data: &[u8]) -> BlobInfo {
     BlobInfo::known(Digest::of(data).as_str(), data.len() as u64)
@@ -34,13 +35,12 @@ fn push_image(dest: &DirDestination, layer: &[u8]) -> Vec<u8> {
     manifest
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// A committed image at `target` with `layer`; returns its manifest.
+fn committed_image(target: &Path, layer: &[u8]) -> Vec<u8> {
+    let mut dest = DirDestination::open(target).unwrap();
+    let manifest = push_image(&dest, layer);
+    dest.commit().unwrap();
+    manifest
 }
 
 #[test]
@@ -71,10 +71,7 @@ fn commit_writes_the_layout() {
 fn drop_without_commit_keeps_the_previous_image() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("img");
-    let mut first = DirDestination::open(&target).unwrap();
-    let manifest = push_image(&first, b"old layer");
-    first.commit().unwrap();
-    drop(first);
+    let manifest = committed_image(&target, b"old layer");
 
     let second = DirDestination::open(&target).unwrap();
     push_image(&second, b"new layer");
@@ -238,10 +235,7 @@ fn reusing_and_rewriting_a_blob_never_touches_the_old_image() {
 fn the_next_push_removes_what_killed_pushes_left_and_keeps_live_work() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("img");
-    let mut first = DirDestination::open(&target).unwrap();
-    let manifest = push_image(&first, b"old layer");
-    first.commit().unwrap();
-    drop(first);
+    let manifest = committed_image(&target, b"old layer");
 
     // A live push into another name, and what killed pushes left: a staging
     // directory, a temporary archive, and an old image moved aside by a

@@ -1,5 +1,6 @@
 use super::*;
 use crate::index::ref_name;
+use kpod_test_support::names_in;
 
 fn blob(data: &[u8]) -> BlobInfo {
     BlobInfo::known(Digest::of(data).as_str(), data.len() as u64)
@@ -34,6 +35,14 @@ fn push_image(dest: &OciDestination, layer: &[u8]) -> Vec<u8> {
     .into_bytes();
     dest.put_manifest(&manifest, media_types::OCI_MANIFEST)
         .unwrap();
+    manifest
+}
+
+/// Pushes and commits an image with `layer` under `tag`; returns its manifest.
+fn committed(root: &Path, tag: Option<&str>, layer: &[u8]) -> Vec<u8> {
+    let mut dest = open(root, tag);
+    let manifest = push_image(&dest, layer);
+    dest.commit().unwrap();
     manifest
 }
 
@@ -80,13 +89,8 @@ fn commit_writes_the_layout() {
     assert_eq!(entry.get_str("digest").unwrap(), manifest_digest.as_str());
     assert_eq!(entry.get("size").unwrap().get(), manifest.len().to_string());
     assert_eq!(ref_name(entry).as_deref(), Some("v1"));
-    let mut names: Vec<_> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        names_in(&root),
         vec![".kpod-lock", "blobs", "index.json", "oci-layout"],
         "no temporary files left"
     );
@@ -126,10 +130,7 @@ fn two_images_stay_listed_and_the_tag_moves() {
 fn drop_without_commit_leaves_the_index_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("layout");
-    let mut first = open(&root, Some("v1"));
-    push_image(&first, b"first");
-    first.commit().unwrap();
-    drop(first);
+    committed(&root, Some("v1"), b"first");
     let before = fs::read(root.join("index.json")).unwrap();
 
     let second = open(&root, Some("v1"));
@@ -210,12 +211,7 @@ fn bad_destinations_and_manifests_are_refused() {
 
 /// The blob files of the layout, by hex digest.
 fn blobs_in(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(root.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
+    names_in(&root.join("blobs/sha256"))
 }
 
 #[test]
@@ -247,9 +243,7 @@ fn a_failed_push_keeps_blobs_a_committed_push_reused() {
     for fresh in [true, false] {
         let root = tmp.path().join(format!("layout-{fresh}"));
         if !fresh {
-            let mut old = open(&root, Some("old"));
-            push_image(&old, b"old image");
-            old.commit().unwrap();
+            committed(&root, Some("old"), b"old image");
         }
         // C writes a layer, then A pushes an image with the same layer and
         // commits, then C fails.
@@ -278,9 +272,8 @@ fn a_failed_push_keeps_blobs_a_committed_push_reused() {
         for digest in [Digest::of(b"shared layer"), Digest::of(&manifest)] {
             assert!(blobs.contains(&digest.hex().to_string()), "{blobs:?}");
         }
-        let leftovers: Vec<_> = fs::read_dir(&root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+        let leftovers: Vec<_> = names_in(&root)
+            .into_iter()
             .filter(|n| n.starts_with(".kpod-") && n != ".kpod-lock")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
@@ -308,10 +301,7 @@ fn a_failed_push_into_a_layout_another_push_uses_keeps_it() {
 fn the_next_push_rolls_back_a_killed_one() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("layout");
-    let mut first = open(&root, Some("v1"));
-    let kept = push_image(&first, b"kept");
-    first.commit().unwrap();
-    drop(first);
+    let kept = committed(&root, Some("v1"), b"kept");
 
     let mut killed = open(&root, Some("v2"));
     push_image(&killed, b"killed");
