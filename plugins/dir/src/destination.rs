@@ -47,15 +47,18 @@ struct State {
 }
 
 impl DirDestination {
-    /// Prepares a push into `path`: checks that an existing `path` may be
-    /// replaced, and creates the staging directory (and `path`'s parent, when
-    /// missing). Nothing at `path` changes until commit.
+    /// Prepares a push into `path`: removes what killed pushes left beside
+    /// it, checks that an existing `path` may be replaced, and creates the
+    /// staging directory (and `path`'s parent, when missing). Nothing at
+    /// `path` changes until commit, but for an image a killed push had moved
+    /// aside, which is put back.
     pub fn open(path: &Path) -> Result<Self, PluginError> {
         let target = resolve_target(path)?;
-        let previous_image = check_replaceable(&target)?;
         let (parent, name) = parent_and_name(&target)?;
-        fs::create_dir_all(&parent).map_err(|e| io_error("creating directory", &parent, e))?;
+        // First, as it may put back the image a killed commit moved aside.
         clean_leftovers(&parent);
+        let previous_image = check_replaceable(&target)?;
+        fs::create_dir_all(&parent).map_err(|e| io_error("creating directory", &parent, e))?;
         let (staging, staging_hold) = held::create(
             || {
                 tempfile::Builder::new()

@@ -252,7 +252,15 @@ fn the_next_push_removes_what_killed_pushes_left_and_keeps_live_work() {
     let aside = tmp.path().join(".img.kpod-old-999-0");
     fs::rename(&target, &aside).unwrap();
 
-    let next = DirDestination::open(&tmp.path().join("third")).unwrap();
+    // The next push into the same name finds the old image back, and reuses
+    // its blobs.
+    let next = DirDestination::open(&target).unwrap();
+    let query = ReuseQuery {
+        blob: blob(b"old layer"),
+        candidates: Default::default(),
+        can_substitute: false,
+    };
+    assert!(next.try_reuse_blob(&query).unwrap().is_some());
     assert!(!staging.exists(), "stale staging removed");
     assert!(
         live.staging_path().exists(),
