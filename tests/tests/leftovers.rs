@@ -9,9 +9,9 @@ use kpod_tests::fixtures::{
 };
 use kpod_tests::leftovers::{assert_blobs_exactly_referenced, kpod_temporaries, layout_tags};
 use kpod_tests::skopeo::copy_verifies;
-use kpod_tests::{names_in, stderr_of};
+use kpod_tests::{names_in, run_ok, stderr_of};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIG: &str = "localhost/big:1";
@@ -45,12 +45,13 @@ impl Moments {
         Moments(seed)
     }
 
-    /// A moment in `0..=span`.
+    /// A moment in `0..=span * 1.1` (`span` being how long a whole push
+    /// took), so that now and then a push ends before the kill.
     fn within(&mut self, span: Duration) -> Duration {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        span.mul_f64((self.0 % 1001) as f64 / 1000.0)
+        span.mul_f64((self.0 % 1101) as f64 / 1000.0)
     }
 }
 
@@ -73,6 +74,7 @@ fn push_ok(store: &Store, image: &str, dest: &str) -> Duration {
 /// Pushes the big image to `dest` and kills the push with SIGKILL after
 /// `after` (or lets it end, when it is quicker).
 fn push_killed(store: &Store, dest: &str, after: Duration) {
+    eprintln!("killing the push to {dest} after {after:?}");
     let mut child = store
         .kpod()
         .env("KPOD_CACHE_DIR", store.tmp.path().join("cache"))
@@ -91,24 +93,37 @@ fn sha256_of(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
 
+/// Makes `work` a fresh copy of `template` (so that a killed push that did
+/// commit does not make the next rounds' pushes mere reuse).
+fn fresh_copy(template: &Path, work: &Path) {
+    if work.exists() {
+        std::fs::remove_dir_all(work).unwrap();
+    }
+    run_ok(Command::new("cp").arg("-a").arg(template).arg(work));
+}
+
 #[test]
 fn killed_oci_pushes_leave_nothing_after_the_next_push() {
     let (store, tmp) = store();
+    let template = tmp.path().join("template");
     let layout = tmp.path().join("layout");
-    let span = push_ok(
-        &store,
-        BIG,
-        &format!("oci:{}:x", tmp.path().join("m").display()),
-    );
-    push_ok(&store, SMALL, &format!("oci:{}:keep", layout.display()));
+    let oci = |tag: &str| format!("oci:{}:{tag}", layout.display());
+    let span = push_ok(&store, BIG, &oci("measure"));
+    std::fs::remove_dir_all(&layout).unwrap();
+    push_ok(&store, SMALL, &format!("oci:{}:keep", template.display()));
+    let blobs = |l: &Path| names_in(&l.join("blobs/sha256")).len();
     let mut moments = Moments::new();
     for round in 0..ROUNDS {
-        push_killed(
-            &store,
-            &format!("oci:{}:big", layout.display()),
-            moments.within(span),
+        fresh_copy(&template, &layout);
+        push_killed(&store, &oci("big"), moments.within(span));
+        let (left, blobs_before) = (kpod_temporaries(&layout), blobs(&layout));
+        push_ok(&store, SMALL, &oci("next"));
+        eprintln!(
+            "round {round}: left {left:?} and {blobs_before} blobs; \
+             after the next push {} blobs, tags {:?}",
+            blobs(&layout),
+            layout_tags(&layout)
         );
-        push_ok(&store, SMALL, &format!("oci:{}:next", layout.display()));
         assert_eq!(
             kpod_temporaries(&layout),
             Vec::<String>::new(),
@@ -118,7 +133,7 @@ fn killed_oci_pushes_leave_nothing_after_the_next_push() {
         let tags = layout_tags(&layout);
         assert!(tags.contains(&"keep".to_string()), "{tags:?}");
         for tag in tags {
-            copy_verifies(&format!("oci:{}:{tag}", layout.display()));
+            copy_verifies(&oci(&tag));
         }
     }
 }
@@ -126,17 +141,28 @@ fn killed_oci_pushes_leave_nothing_after_the_next_push() {
 #[test]
 fn killed_dir_pushes_leave_nothing_after_the_next_push() {
     let (store, tmp) = store();
+    let template = tmp.path().join("template");
     let parent = tmp.path().join("dirs");
     let dir = |name: &str| format!("dir:{}", parent.join(name).display());
     let span = push_ok(&store, BIG, &dir("measure"));
-    std::fs::remove_dir_all(parent.join("measure")).unwrap();
-    push_ok(&store, SMALL, &dir("keep"));
+    std::fs::remove_dir_all(&parent).unwrap();
+    push_ok(
+        &store,
+        SMALL,
+        &format!("dir:{}", template.join("keep").display()),
+    );
     // The killed pushes replace an existing image.
-    push_ok(&store, SMALL, &dir("img"));
-    let keep_manifest = std::fs::read(parent.join("keep/manifest.json")).unwrap();
+    push_ok(
+        &store,
+        SMALL,
+        &format!("dir:{}", template.join("img").display()),
+    );
+    let keep_manifest = std::fs::read(template.join("keep/manifest.json")).unwrap();
     let mut moments = Moments::new();
     for round in 0..ROUNDS {
+        fresh_copy(&template, &parent);
         push_killed(&store, &dir("img"), moments.within(span));
+        eprintln!("round {round}: left {:?}", kpod_temporaries(&parent));
         push_ok(&store, SMALL, &dir("next"));
         assert_eq!(
             names_in(&parent),
@@ -168,6 +194,7 @@ fn killed_docker_archive_pushes_leave_nothing_after_the_next_push() {
         let _ = std::fs::remove_file(parent.join("big.tar"));
         let _ = std::fs::remove_file(parent.join("next.tar"));
         push_killed(&store, &archive("big.tar"), moments.within(span));
+        eprintln!("round {round}: left {:?}", kpod_temporaries(&parent));
         if parent.join("big.tar").exists() {
             copy_verifies(&archive("big.tar")); // committed before the kill: complete
         }
