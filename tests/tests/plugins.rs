@@ -545,9 +545,12 @@ fn broken_plugins_do_not_break_a_push_and_are_listed_one_by_one() {
     let whole = std::fs::read(dist_plugin_dir().join("libkpod_plugin_dir.so")).unwrap();
     let truncated = dir.join("libkpod_plugin_dir.so");
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    // One byte short: the segments are whole, the section headers at the end are not.
+    let cut = dir.join("libkpod_plugin_dir_cut.so");
+    std::fs::write(&cut, &whole[..whole.len() - 1]).unwrap();
     let random = dir.join("librandom.so");
     std::fs::write(&random, kpod_tests::fixtures::pseudo_random(7, 100_000)).unwrap();
-    for file in [&truncated, &random] {
+    for file in [&truncated, &cut, &random] {
         chmod(file, 0o644);
     }
     let marker = tmp.path().join("marker");
@@ -571,7 +574,11 @@ fn broken_plugins_do_not_break_a_push_and_are_listed_one_by_one() {
         ],
     );
     let expect = [
-        (truncated.clone(), "refused: damaged ELF file:"),
+        (
+            truncated.clone(),
+            "(loadable) ends past the end of the file",
+        ),
+        (cut.clone(), "refused: damaged ELF file:"),
         (random.clone(), "not a kpod plugin (not an ELF file)"),
         (
             dir.join("libkpod_init_marker_plugin.so"),

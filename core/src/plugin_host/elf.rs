@@ -180,9 +180,12 @@ fn check_segments(
     for (index, segment) in segments.iter().enumerate() {
         let (offset, size) = segment.file_range(endian);
         if offset.checked_add(size).is_none_or(|end| end > len) {
+            let kind = match segment.p_type(endian) {
+                elf::PT_LOAD => "loadable".to_string(),
+                other => format!("type {other}"),
+            };
             return Err(format!(
-                "segment {index} ({}) ends past the end of the file ({len} bytes; truncated?)",
-                segment.p_type(endian)
+                "segment {index} ({kind}) ends past the end of the file ({len} bytes; truncated?)"
             ));
         }
     }
