@@ -94,12 +94,12 @@ pub fn read_facts(file: &File) -> Result<FileFacts, Rejection> {
             continue;
         };
         let bytes = |sym: &<NativeHeader as FileHeader>::Sym| {
-            let size: u64 = sym.st_size(endian).into();
+            let size = word(sym.st_size(endian));
             let name = String::from_utf8_lossy(name).into_owned();
             if size > MAX_RECORD {
                 return Err(damaged(format!("symbol {name} is {size} bytes")));
             }
-            symbol_bytes(segments, endian, data, sym.st_value(endian).into(), size)
+            symbol_bytes(segments, endian, data, word(sym.st_value(endian)), size)
                 .ok_or_else(|| damaged(format!("symbol {name} lies outside the file's data")))
         };
         if name == ABI_VERSION_SYMBOL.as_bytes() {
@@ -207,15 +207,15 @@ fn symbol_bytes(
 ) -> Option<Vec<u8>> {
     let end = address.checked_add(size)?;
     let segment = segments.iter().find(|s| {
-        let start: u64 = s.p_vaddr(endian).into();
-        let memsz: u64 = s.p_memsz(endian).into();
+        let start = word(s.p_vaddr(endian));
+        let memsz = word(s.p_memsz(endian));
         s.p_type(endian) == elf::PT_LOAD
             && start <= address
             && start.checked_add(memsz).is_some_and(|e| end <= e)
     })?;
-    let start: u64 = segment.p_vaddr(endian).into();
-    let filesz: u64 = segment.p_filesz(endian).into();
-    let offset: u64 = segment.p_offset(endian).into();
+    let start = word(segment.p_vaddr(endian));
+    let filesz = word(segment.p_filesz(endian));
+    let offset = word(segment.p_offset(endian));
     let from = address - start;
     let in_file = filesz.saturating_sub(from).min(size);
     let mut bytes = if in_file == 0 {
@@ -227,6 +227,12 @@ fn symbol_bytes(
     };
     bytes.resize(usize::try_from(size).ok()?, 0);
     Some(bytes)
+}
+
+/// An ELF word as `u64`: the identity on 64-bit targets, a widening on 32-bit ones.
+#[allow(clippy::useless_conversion)]
+fn word(value: <NativeHeader as FileHeader>::Word) -> u64 {
+    value.into()
 }
 
 /// The ELF machine of this build of kpod, where known.
