@@ -45,10 +45,11 @@ pub fn parse_docker_reference(reference: &str) -> Result<Reference, PluginError>
 pub struct DockerPlugin;
 
 impl Plugin for DockerPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-docker", env!("CARGO_PKG_VERSION"))
-            .transport(TRANSPORT, "a Docker Registry HTTP API V2 registry")
-    }
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-docker",
+        env!("CARGO_PKG_VERSION"),
+        &[(TRANSPORT, "a Docker Registry HTTP API V2 registry")],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         parse_docker_reference(reference).map(|r| format!("//{r}"))

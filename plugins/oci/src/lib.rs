@@ -34,10 +34,11 @@ use kpod_plugin_sdk::prelude::*;
 pub struct OciPlugin;
 
 impl Plugin for OciPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-oci", env!("CARGO_PKG_VERSION"))
-            .transport("oci", "an OCI image layout directory (oci:PATH[:TAG])")
-    }
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-oci",
+        env!("CARGO_PKG_VERSION"),
+        &[("oci", "an OCI image layout directory (oci:PATH[:TAG])")],
+    ));
 
     fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
         check_transport(transport)?;
