@@ -10,11 +10,11 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use super::apply::open_in_tree;
 use super::lock::ReadLock;
 use super::tarsplit::{self, Entry, CRC64};
 use crate::{Error, Result};
@@ -129,20 +129,11 @@ impl LayerReader {
             }
         }
         for tree in &self.files.trees {
-            let path = tree.join(&rel);
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-            {
-                Ok(f) => return Ok(f),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(format!(
-                        "file {display:?}: cannot open {}: {e}",
-                        path.display()
-                    ))
-                }
+            // Parents resolved inside the tree, as the entry was written.
+            match open_in_tree(tree, &rel) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => continue,
+                Err(e) => return Err(format!("file {display:?}: {e}")),
             }
         }
         Err(format!(
