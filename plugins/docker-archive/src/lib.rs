@@ -32,32 +32,28 @@ impl Plugin for DockerArchivePlugin {
         )
     }
 
-    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         ArchiveReference::parse(reference).map(|r| r.to_string())
     }
 
-    fn parse_source_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_source_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         source::ArchiveSourceReference::parse(reference).map(|r| r.to_string())
     }
 
     fn open_destination(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         _options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError> {
-        check_transport(transport)?;
         let reference = ArchiveReference::parse(reference)?;
         Ok(Box::new(DockerArchiveDestination::open(&reference)?))
     }
 
     fn open_source(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         _options: &PushOptions,
     ) -> Result<Box<dyn Source>, PluginError> {
-        check_transport(transport)?;
         Ok(Box::new(source::open(reference)?))
     }
 }

@@ -9,6 +9,7 @@ use bollard::query_parameters::ImportImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 use kpod_docker_archive_writer::{incoming, ArchiveWriter};
+use kpod_plugin_sdk::error::{one_line, single_line};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
 use std::io::{BufWriter, Read};
@@ -156,35 +157,17 @@ pub(crate) fn daemon_error(host: &str, doing: &str, err: &BollardError) -> Plugi
             message,
         } => PluginError::other(format!(
             "docker-daemon: {doing} the Docker daemon at {host}: the daemon answered {status_code}: {}",
-            flatten(message)
+            single_line(message)
         )),
         BollardError::DockerStreamError { error } => PluginError::other(format!(
             "docker-daemon: {doing} the Docker daemon at {host}: {}",
-            flatten(error)
+            single_line(error)
         )),
         other => PluginError::network(format!(
             "docker-daemon: {doing} the Docker daemon at {host}: {}",
             one_line(other)
         )),
     }
-}
-
-/// An error and its sources, as one line.
-pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = next {
-        let text = flatten(&e.to_string());
-        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
-fn flatten(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Destination for DaemonDestination {

@@ -34,32 +34,20 @@ impl Plugin for DockerDaemonPlugin {
         )
     }
 
-    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         let parsed = DaemonReference::parse(reference)?;
         parsed.destination_name()?;
         Ok(parsed.to_string())
     }
 
     fn open_destination(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError> {
-        check_transport(transport)?;
         let reference = DaemonReference::parse(reference)?;
         let host = DockerHost::from_options(options)?;
         Ok(Box::new(DaemonDestination::open(&reference, &host)?))
-    }
-}
-
-fn check_transport(transport: &str) -> Result<(), PluginError> {
-    if transport == TRANSPORT {
-        Ok(())
-    } else {
-        Err(PluginError::invalid_input(format!(
-            "the docker-daemon plugin does not handle the {transport:?} transport"
-        )))
     }
 }
 
