@@ -2,7 +2,7 @@
 //! Engine, as `docker load` would.
 //!
 //! The image travels as a `docker save` archive, written by the shared
-//! [`kpod_docker_archive_writer::ArchiveWriter`] into a bounded in-memory pipe
+//! [`kpod_docker_archive::ArchiveWriter`] into a bounded in-memory pipe
 //! ([`pipe`]) whose other end is the body of the Engine's image load request
 //! (`POST /images/load`, through bollard). Nothing is spooled to disk and at
 //! most a few chunks are held in memory. The archive's `manifest.json` is

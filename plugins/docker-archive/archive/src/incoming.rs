@@ -1,19 +1,124 @@
 //! What a destination that writes this archive format does with the blobs and
 //! the manifest kpod sends it: shared by the `docker-archive:` and
-//! `docker-daemon:` plugins.
+//! `docker-daemon:` plugins, which implement [`ArchiveSink`] (where the
+//! archive goes) and call [`put_blob`], [`put_manifest`], [`try_reuse_blob`]
+//! and [`take_for_commit`] from their [`kpod_plugin_sdk::Destination`].
 
-use crate::MAX_CONFIG_SIZE;
+use crate::{ArchiveWriter, MAX_CONFIG_SIZE};
+use kpod_plugin_sdk::reference::Reference;
 use kpod_plugin_sdk::{
     media_types, BlobInfo, CompressionAlgorithm, Digest, DigestingWriter, ErrorKind, PluginError,
+    ReuseQuery,
 };
 use serde::Deserialize;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek};
-use std::path::Path;
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// A destination that writes this archive format: what the shared blob and
+/// manifest handling needs to know of it.
+pub trait ArchiveSink {
+    /// Where the archive's bytes go.
+    type Out: Write;
+    /// The destination's name in messages, e.g. `docker-archive`.
+    const WHO: &'static str;
+    /// Who reads the archive, for the message refusing another manifest
+    /// type, e.g. `docker load`.
+    const READER: &'static str;
+    /// Where a layer whose digest or size kpod does not announce is spooled.
+    fn spool_dir(&self) -> PathBuf;
+    /// The names the image gets in the archive (`RepoTags`).
+    fn repo_tags(&self) -> &[Reference];
+    /// Runs `f` on the archive writer, under the destination's lock (see
+    /// [`usable`]).
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut ArchiveWriter<Self::Out>) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError>;
+}
+
+/// The writer in `slot`, or an error when the push already ended.
+pub fn usable<'a, W: Write>(
+    who: &str,
+    slot: &'a mut Option<ArchiveWriter<W>>,
+) -> Result<&'a mut ArchiveWriter<W>, PluginError> {
+    slot.as_mut().ok_or_else(|| ended(who))
+}
+
+fn ended(who: &str) -> PluginError {
+    PluginError::other(format!("{who}: the push was already committed or aborted"))
+}
+
+/// Takes the writer out of `slot` to finish the archive at commit; an error
+/// when no manifest was stored (`target` names the destination) or the push
+/// already ended.
+pub fn take_for_commit<W: Write>(
+    who: &str,
+    target: &dyn std::fmt::Display,
+    slot: &mut Option<ArchiveWriter<W>>,
+) -> Result<ArchiveWriter<W>, PluginError> {
+    if slot.as_ref().is_some_and(|w| w.manifest().is_empty()) {
+        return Err(PluginError::other(format!(
+            "{who}: {target}: commit without a manifest"
+        )));
+    }
+    slot.take().ok_or_else(|| ended(who))
+}
+
+/// A destination's `try_reuse_blob`: only blobs already in this archive (a
+/// reader of the archive cannot refer to blobs anywhere else).
+pub fn try_reuse_blob<S: ArchiveSink>(
+    sink: &S,
+    query: &ReuseQuery,
+) -> Result<Option<BlobInfo>, PluginError> {
+    sink.with_writer(|w| Ok(w.find_reusable(query)))
+}
+
+/// A destination's `put_blob`: the config is read (it is small) and
+/// written; a layer of announced digest and size streams straight into the
+/// archive, any other is first spooled to an unnamed temporary file in
+/// [`ArchiveSink::spool_dir`] (never into memory), since its tar header needs
+/// its size. Returns the blob as stored.
+pub fn put_blob<S: ArchiveSink>(
+    sink: &S,
+    stream: &mut dyn Read,
+    info: &BlobInfo,
+) -> Result<BlobInfo, PluginError> {
+    let expected = announced_digest(info)?;
+    let (digest, size) = if is_config(info) {
+        let config = read_config(S::WHO, stream, expected.as_ref(), info)?;
+        let digest = sink.with_writer(|w| w.write_config(&config))?;
+        (digest, config.len() as u64)
+    } else if let (Some(digest), Some(size)) = (&expected, info.size()) {
+        sink.with_writer(|w| w.write_layer(digest, size, stream))?;
+        (digest.clone(), size)
+    } else {
+        let (mut file, digest, size) = spool(S::WHO, &sink.spool_dir(), stream)?;
+        check_blob(S::WHO, expected.as_ref(), info, &digest, size)?;
+        sink.with_writer(|w| w.write_layer(&digest, size, &mut file))?;
+        (digest, size)
+    };
+    Ok(BlobInfo {
+        digest: digest.as_str().into(),
+        size: size as i64,
+        ..info.clone()
+    })
+}
+
+/// A destination's `put_manifest`: a Docker v2s2 manifest whose blobs are
+/// all in the archive becomes an image named [`ArchiveSink::repo_tags`].
+pub fn put_manifest<S: ArchiveSink>(
+    sink: &S,
+    manifest: &[u8],
+    media_type: &str,
+) -> Result<(), PluginError> {
+    let (config, layers) = parse_manifest(S::WHO, S::READER, manifest, media_type)?;
+    sink.with_writer(|w| w.add_image(&config, &layers, sink.repo_tags()))
+}
 
 /// The digest the bytes of a blob must have: the announced one, or for a layer
 /// sent uncompressed its diff ID.
-pub fn announced_digest(info: &BlobInfo) -> Result<Option<Digest>, PluginError> {
+fn announced_digest(info: &BlobInfo) -> Result<Option<Digest>, PluginError> {
     if !info.digest.is_empty() {
         Digest::parse(&info.digest).map(Some)
     } else if info.compression == CompressionAlgorithm::None && !info.uncompressed_digest.is_empty()
@@ -25,14 +130,14 @@ pub fn announced_digest(info: &BlobInfo) -> Result<Option<Digest>, PluginError> 
 }
 
 /// Whether `info` is the image config (by its flag or its media type).
-pub fn is_config(info: &BlobInfo) -> bool {
+fn is_config(info: &BlobInfo) -> bool {
     info.is_config
         || info.media_type == media_types::DOCKER_CONFIG
         || info.media_type == media_types::OCI_CONFIG
 }
 
 /// Checks a blob's actual `digest` and `size` against `expected` and `info`.
-pub fn check_blob(
+fn check_blob(
     who: &str,
     expected: Option<&Digest>,
     info: &BlobInfo,
@@ -53,7 +158,7 @@ pub fn check_blob(
 }
 
 /// Reads the config blob (at most [`MAX_CONFIG_SIZE`] bytes) and checks it.
-pub fn read_config(
+fn read_config(
     who: &str,
     stream: &mut dyn Read,
     expected: Option<&Digest>,
@@ -82,11 +187,7 @@ pub fn read_config(
 /// Copies `stream` to an unnamed temporary file in `dir` (never into memory),
 /// returning it rewound with the digest and size of its content: for a layer
 /// whose digest or size was not announced, which the tar headers need first.
-pub fn spool(
-    who: &str,
-    dir: &Path,
-    stream: &mut dyn Read,
-) -> Result<(File, Digest, u64), PluginError> {
+fn spool(who: &str, dir: &Path, stream: &mut dyn Read) -> Result<(File, Digest, u64), PluginError> {
     let io_error = |what: &str, e: io::Error| {
         PluginError::from_io(format!("{who}: {what} {}", dir.display()), e)
     };
@@ -125,7 +226,7 @@ struct Descriptor {
 /// [`ErrorKind::ManifestRejected`], so kpod can try another type) and returns
 /// its config and layer digests. `needs` names the reader in the message, e.g.
 /// `an archive` or `docker load`.
-pub fn parse_manifest(
+fn parse_manifest(
     who: &str,
     needs: &str,
     manifest: &[u8],
