@@ -4,11 +4,11 @@
 
 use crate::reference::ArchiveReference;
 use kpod_docker_archive::incoming::{self, ArchiveSink};
-use kpod_docker_archive::ArchiveWriter;
+use kpod_docker_archive::{archive_destination_methods, ArchiveWriter};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -103,29 +103,7 @@ impl DockerArchiveDestination {
 }
 
 impl Destination for DockerArchiveDestination {
-    fn supported_manifest_types(&self) -> Vec<String> {
-        vec![media_types::DOCKER_V2S2_MANIFEST.to_string()]
-    }
-
-    fn desired_layer_compression(&self) -> LayerCompression {
-        LayerCompression::Decompress
-    }
-
-    fn has_thread_safe_put_blob(&self) -> bool {
-        false
-    }
-
-    fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
-        incoming::try_reuse_blob(self, query)
-    }
-
-    fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        incoming::put_blob(self, stream, info)
-    }
-
-    fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
-        incoming::put_manifest(self, manifest, media_type)
-    }
+    archive_destination_methods!();
 
     fn commit(&mut self) -> Result<(), PluginError> {
         let mut state = self.lock();

@@ -10,11 +10,11 @@ use bollard::query_parameters::ImportImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 use kpod_docker_archive::incoming::{self, ArchiveSink};
-use kpod_docker_archive::ArchiveWriter;
+use kpod_docker_archive::{archive_destination_methods, ArchiveWriter};
 use kpod_plugin_sdk::error::{one_line, single_line};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
-use std::io::{BufWriter, Read};
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -153,31 +153,9 @@ pub(crate) fn daemon_error(host: &str, doing: &str, err: &BollardError) -> Plugi
 }
 
 impl Destination for DaemonDestination {
-    fn supported_manifest_types(&self) -> Vec<String> {
-        vec![media_types::DOCKER_V2S2_MANIFEST.to_string()]
-    }
-
-    fn desired_layer_compression(&self) -> LayerCompression {
-        LayerCompression::Decompress
-    }
-
-    fn has_thread_safe_put_blob(&self) -> bool {
-        false
-    }
-
-    fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
-        // Only blobs already in this archive: `docker load` cannot refer to
-        // layers the daemon holds.
-        incoming::try_reuse_blob(self, query)
-    }
-
-    fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        incoming::put_blob(self, stream, info)
-    }
-
-    fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
-        incoming::put_manifest(self, manifest, media_type)
-    }
+    // Reuses only blobs already in this archive: `docker load` cannot refer to
+    // layers the daemon holds.
+    archive_destination_methods!();
 
     fn supports_signatures(&self) -> Result<(), PluginError> {
         Err(PluginError::unsupported(

@@ -15,6 +15,51 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+/// The [`kpod_plugin_sdk::Destination`] methods that every destination writing
+/// this archive format has alike, for its `impl Destination` block: Docker
+/// v2s2 manifests only, uncompressed layers, one blob at a time, blobs reused
+/// only from the archive itself ([`try_reuse_blob`]), and [`put_blob`] /
+/// [`put_manifest`]. The destination implements [`ArchiveSink`] and writes
+/// `commit` (and what it says about signatures) itself.
+#[macro_export]
+macro_rules! archive_destination_methods {
+    () => {
+        fn supported_manifest_types(&self) -> ::std::vec::Vec<::std::string::String> {
+            ::std::vec![$crate::sdk::media_types::DOCKER_V2S2_MANIFEST.to_string()]
+        }
+
+        fn desired_layer_compression(&self) -> $crate::sdk::LayerCompression {
+            $crate::sdk::LayerCompression::Decompress
+        }
+
+        fn try_reuse_blob(
+            &self,
+            query: &$crate::sdk::ReuseQuery,
+        ) -> ::std::result::Result<
+            ::std::option::Option<$crate::sdk::BlobInfo>,
+            $crate::sdk::PluginError,
+        > {
+            $crate::incoming::try_reuse_blob(self, query)
+        }
+
+        fn put_blob(
+            &self,
+            stream: &mut dyn ::std::io::Read,
+            info: &$crate::sdk::BlobInfo,
+        ) -> ::std::result::Result<$crate::sdk::BlobInfo, $crate::sdk::PluginError> {
+            $crate::incoming::put_blob(self, stream, info)
+        }
+
+        fn put_manifest(
+            &self,
+            manifest: &[u8],
+            media_type: &str,
+        ) -> ::std::result::Result<(), $crate::sdk::PluginError> {
+            $crate::incoming::put_manifest(self, manifest, media_type)
+        }
+    };
+}
+
 /// A destination that writes this archive format: what the shared blob and
 /// manifest handling needs to know of it.
 pub trait ArchiveSink {

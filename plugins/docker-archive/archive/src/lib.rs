@@ -26,6 +26,9 @@ pub mod reader;
 pub mod writer;
 
 pub use image::{ArchiveImage, Selector};
+/// The SDK, for the code [`archive_destination_methods!`] generates.
+#[doc(hidden)]
+pub use kpod_plugin_sdk as sdk;
 pub use reader::ArchiveReader;
 pub use writer::ArchiveWriter;
 
