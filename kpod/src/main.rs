@@ -46,32 +46,34 @@ fn init_logging(level: LogLevel) {
         .init();
 }
 
-fn load_plugins(cli: &Cli, warn: bool) -> PluginSet {
-    let plugins = PluginSet::load(&search_dirs(cli.plugin_dir.as_deref()));
-    for skipped in plugins.skipped.iter().filter(|_| warn) {
-        log::warn!("{}", skipped.message());
+/// The plugins in the search path, none loaded yet; what was refused or
+/// ignored is warned about.
+fn find_plugins(cli: &Cli) -> PluginSet {
+    let plugins = PluginSet::discover(&search_dirs(cli.plugin_dir.as_deref()));
+    for line in &plugins.ignored {
+        log::warn!("{line}");
     }
-    for s in &plugins.shadowed {
-        log::info!(
-            "transport {:?} of {} is shadowed by {}",
-            s.transport,
-            s.path.display(),
-            s.winner.display()
-        );
+    for skipped in &plugins.refused {
+        log::warn!("{}", skipped.message());
     }
     plugins
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Plugins => {
-            plugins_cmd::run(&load_plugins(cli, false));
+        Command::Plugins(args) => {
+            match &args.confirm {
+                Some(file) => plugins_cmd::confirm(file),
+                None => plugins_cmd::run(&PluginSet::discover(&search_dirs(
+                    cli.plugin_dir.as_deref(),
+                ))),
+            }
             Ok(())
         }
-        Command::Push(args) => push::run(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Push(args) => push::run(&find_plugins(cli), &store_options(cli), args),
         Command::Images(args) => images::run(&Store::open(&store_options(cli))?, args),
-        Command::Pull(args) => pull::run(&load_plugins(cli, true), &store_options(cli), args),
-        Command::Load(args) => pull::load(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Pull(args) => pull::run(&find_plugins(cli), &store_options(cli), args),
+        Command::Load(args) => pull::load(&find_plugins(cli), &store_options(cli), args),
         Command::Tag(args) => tag::tag(&store_options(cli), args),
         Command::Rmi(args) => tag::rmi(&store_options(cli), args),
     }

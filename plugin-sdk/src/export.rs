@@ -59,8 +59,21 @@ impl PluginMeta {
 /// the type to [`crate::export_plugin!`]. Every function may be called from any
 /// thread.
 pub trait Plugin: 'static {
-    /// Name, version and claimed transports.
-    fn info() -> PluginMeta;
+    /// Name, version and claimed transports as constants, which
+    /// [`crate::export_plugin!`] writes into the library file so that kpod can
+    /// read them without loading the library (see [`crate::metadata`]).
+    /// Declare it; `None` (the default, for plugins written before it existed)
+    /// makes kpod load the library to ask [`Plugin::info`].
+    const METADATA: Option<crate::metadata::Metadata> = None;
+
+    /// Name, version and claimed transports. The default answers from
+    /// [`Plugin::METADATA`]; a plugin that declares it needs no `info`.
+    fn info() -> PluginMeta {
+        match Self::METADATA {
+            Some(meta) => meta.to_plugin_meta(),
+            None => PluginMeta::new("<unnamed: declare Plugin::METADATA>", "?"),
+        }
+    }
 
     /// Checks the part of a reference after `transport:` and returns it in
     /// canonical form, without touching the destination. kpod calls it before it
@@ -495,8 +508,10 @@ impl DestinationFfi for DestinationAdapter {
 /// kpod_plugin_sdk::export_plugin!(MyPlugin);
 /// ```
 ///
-/// It defines the `KPOD_PLUGIN_ABI_VERSION` symbol and abi_stable's library
-/// header, so the crate needs no dependency other than `kpod-plugin-sdk`.
+/// It defines the `KPOD_PLUGIN_ABI_VERSION` symbol, the read-only
+/// `KPOD_PLUGIN_METADATA` record made from [`Plugin::METADATA`] (see
+/// [`crate::metadata`]) and abi_stable's library header, so the crate needs no
+/// dependency other than `kpod-plugin-sdk`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -507,6 +522,12 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         pub static KPOD_PLUGIN_ABI_VERSION: u32 = $abi;
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub static KPOD_PLUGIN_METADATA: [u8; $crate::metadata::record_len(
+            <$plugin as $crate::Plugin>::METADATA,
+        )] = $crate::metadata::encode(<$plugin as $crate::Plugin>::METADATA, $abi);
 
         #[doc(hidden)]
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]

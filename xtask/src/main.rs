@@ -2,10 +2,15 @@
 //!
 //! * `cargo xtask dist [--plugins a,b]`: release build of kpod and its plugins into
 //!   `<target>/dist/bin/kpod` and `<target>/dist/lib/kpod/plugins/`.
-//! * `cargo xtask test`: format and lint checks, dist, the test plugins, and every
-//!   test of the workspace (release profile, one build for everything).
+//! * `cargo xtask check`: the tree's shape (see [`check`]): every source file in
+//!   ARCHITECTURE.md's code map, no plugin depending on kpod-core or another
+//!   plugin, no transport named in core.
+//! * `cargo xtask test`: that check, format and lint checks, dist, the test
+//!   plugins, and every test of the workspace (release profile, one build for
+//!   everything).
 //! * `cargo xtask demo`: build dist and show kpod at work.
 
+mod check;
 mod demo;
 
 use anyhow::{bail, Context, Result};
@@ -24,10 +29,13 @@ fn main() -> Result<()> {
             dist(plugins.as_deref())?;
             Ok(())
         }
+        "check" => check::run(&root()),
         "test" => test(rest),
         "demo" => demo::run(&dist(None)?),
         _ => {
-            eprintln!("usage: cargo xtask dist [--plugins a,b] | test [-- CARGO-TEST-ARGS] | demo");
+            eprintln!(
+                "usage: cargo xtask dist [--plugins a,b] | check | test [-- CARGO-TEST-ARGS] | demo"
+            );
             if cmd == "help" || cmd == "--help" {
                 Ok(())
             } else {
@@ -167,10 +175,13 @@ fn test_plugins() -> Result<Vec<String>> {
         let manifest = entry?.path().join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest)
             .with_context(|| format!("reading {}", manifest.display()))?;
-        let name = text
-            .lines()
-            .find_map(|l| l.strip_prefix("name = \""))
-            .and_then(|l| l.strip_suffix('"'))
+        let parsed: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", manifest.display()))?;
+        let name = parsed
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
             .with_context(|| format!("no package name in {}", manifest.display()))?;
         names.push(name.to_string());
     }
@@ -179,6 +190,7 @@ fn test_plugins() -> Result<Vec<String>> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    check::run(&root())?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

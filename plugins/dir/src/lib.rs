@@ -26,12 +26,14 @@ use kpod_plugin_sdk::prelude::*;
 pub struct DirPlugin;
 
 impl Plugin for DirPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-dir", env!("CARGO_PKG_VERSION")).transport(
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-dir",
+        env!("CARGO_PKG_VERSION"),
+        &[(
             "dir",
             "a directory with the manifest, blobs and signatures as files (dir:PATH)",
-        )
-    }
+        )],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         reference::parse(reference).map(|path| path.display().to_string())

@@ -5,6 +5,7 @@
 use crate::reference::ArchiveReference;
 use kpod_docker_archive::incoming::{self, ArchiveSink};
 use kpod_docker_archive::{archive_destination_methods, ArchiveWriter};
+use kpod_plugin_sdk::held::{self, Hold};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
 use std::fs::{self, File};
@@ -19,7 +20,9 @@ use tempfile::NamedTempFile;
 /// Blobs are written in the order they arrive; a layer whose digest or size
 /// kpod does not announce is first spooled to an unnamed temporary file in
 /// the target's directory (never into memory). Dropped without a commit, the
-/// temporary archive is deleted and `PATH` is left as it was.
+/// temporary archive is deleted and `PATH` is left as it was. The temporary
+/// archive is held with `flock` while in use, and opening a push removes the
+/// ones killed pushes left beside it ([`kpod_plugin_sdk::held`]).
 ///
 /// When `PATH` is a FIFO or a character device (`/dev/stdout`, a pipe to
 /// `docker load`), the archive is written straight into it, as
@@ -39,6 +42,9 @@ struct State {
     /// The temporary archive (deleted when dropped); `None` when writing
     /// straight into a FIFO or device.
     tmp: Option<NamedTempFile>,
+    /// The `flock` that tells later pushes the temporary archive is in use
+    /// (released after it is gone).
+    _tmp_hold: Option<Hold>,
 }
 
 impl DockerArchiveDestination {
@@ -60,6 +66,7 @@ impl DockerArchiveDestination {
                 state: Mutex::new(State {
                     writer: Some(ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file))),
                     tmp: None,
+                    _tmp_hold: None,
                 }),
             });
         }
@@ -76,11 +83,18 @@ impl DockerArchiveDestination {
                     target.display()
                 ))
             })?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.kpod-tmp-"))
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(&parent)
-            .map_err(|e| io_error("creating a temporary file in", &parent, e))?;
+        // What killed pushes left here: temporaries nobody holds.
+        held::remove_unheld(&parent, held::is_kpod_temp_name);
+        let (tmp, tmp_hold) = held::create(
+            || {
+                tempfile::Builder::new()
+                    .prefix(&held::temp_prefix(&name))
+                    .permissions(fs::Permissions::from_mode(0o644))
+                    .tempfile_in(&parent)
+            },
+            |tmp| tmp.path(),
+        )
+        .map_err(|e| io_error("creating a temporary file in", &parent, e))?;
         let file = tmp
             .as_file()
             .try_clone()
@@ -93,6 +107,7 @@ impl DockerArchiveDestination {
             state: Mutex::new(State {
                 writer: Some(writer),
                 tmp: Some(tmp),
+                _tmp_hold: Some(tmp_hold),
             }),
         })
     }

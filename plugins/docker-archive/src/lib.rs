@@ -25,12 +25,14 @@ use kpod_plugin_sdk::prelude::*;
 pub struct DockerArchivePlugin;
 
 impl Plugin for DockerArchivePlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-docker-archive", env!("CARGO_PKG_VERSION")).transport(
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-docker-archive",
+        env!("CARGO_PKG_VERSION"),
+        &[(
             "docker-archive",
             "a docker save tar archive (docker-archive:PATH[:NAME:TAG])",
-        )
-    }
+        )],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         ArchiveReference::parse(reference).map(|r| r.to_string())

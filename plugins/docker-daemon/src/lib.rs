@@ -27,12 +27,14 @@ pub const TRANSPORT: &str = "docker-daemon";
 pub struct DockerDaemonPlugin;
 
 impl Plugin for DockerDaemonPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-docker-daemon", env!("CARGO_PKG_VERSION")).transport(
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-docker-daemon",
+        env!("CARGO_PKG_VERSION"),
+        &[(
             TRANSPORT,
             "load into a Docker Engine (docker-daemon:NAME:TAG; DOCKER_HOST)",
-        )
-    }
+        )],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         let parsed = DaemonReference::parse(reference)?;

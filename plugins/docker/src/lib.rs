@@ -35,10 +35,11 @@ pub const TRANSPORT: &str = "docker";
 pub struct DockerPlugin;
 
 impl Plugin for DockerPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-docker", env!("CARGO_PKG_VERSION"))
-            .transport(TRANSPORT, "a Docker Registry HTTP API V2 registry")
-    }
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-docker",
+        env!("CARGO_PKG_VERSION"),
+        &[(TRANSPORT, "a Docker Registry HTTP API V2 registry")],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         reference::parse(reference).map(|r| format!("//{r}"))
