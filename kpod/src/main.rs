@@ -16,6 +16,7 @@ use clap::Parser;
 use cli::{Cli, Command, LogLevel};
 use kpod_core::plugin_host::{search_dirs, PluginSet};
 use kpod_core::storage::{Store, StoreOptions};
+use kpod_plugin_sdk::error::one_line;
 use std::process::ExitCode;
 
 /// Exit code of a failed command (podman's).
@@ -86,30 +87,13 @@ fn store_options(cli: &Cli) -> StoreOptions {
     }
 }
 
-/// The error and its causes on one line, leaving out a cause whose text the
-/// line already holds (wrapped errors often repeat their source).
-fn one_line(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let part = cause.to_string().replace('\n', " ");
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_level);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {}", one_line(&err));
+            eprintln!("Error: {}", one_line(err.as_ref()));
             ExitCode::from(EXIT_FAILURE)
         }
     }

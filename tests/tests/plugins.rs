@@ -174,6 +174,64 @@ fn first_plugin_claiming_a_transport_wins_and_the_other_is_reported() {
     );
 }
 
+#[test]
+fn every_plugin_refuses_a_transport_it_does_not_claim() {
+    let set = PluginSet::load(&[kpod_tests::dist_plugin_dir()]);
+    assert!(set.refused.is_empty(), "{:?}", set.refused);
+    let plugins: Vec<_> = set
+        .load_all()
+        .into_iter()
+        .map(|p| p.unwrap_or_else(|e| panic!("{}", e.message())))
+        .collect();
+    let names: Vec<&str> = plugins
+        .iter()
+        .map(|p| p.description.name.as_str())
+        .collect();
+    for wanted in [
+        "kpod-dir",
+        "kpod-oci",
+        "kpod-docker-archive",
+        "kpod-docker",
+        "kpod-docker-daemon",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} not in {names:?}");
+    }
+    let options = PushOptions::default();
+    for plugin in plugins {
+        let name = &plugin.description.name;
+        // Another plugin's transport, and one nobody claims.
+        let other = set
+            .transport_names()
+            .into_iter()
+            .find(|t| {
+                !plugin
+                    .description
+                    .transports
+                    .iter()
+                    .any(|own| &own.name == t)
+            })
+            .unwrap();
+        for wrong in [other.as_str(), "nosuch"] {
+            let h = &plugin.handle;
+            let answers = [
+                h.parse_reference(wrong, "x").err(),
+                h.parse_source_reference(wrong, "x").err(),
+                h.open_destination(wrong, "x", &options).err(),
+                h.open_source(wrong, "x", &options).err(),
+            ];
+            for err in answers {
+                let err = err.unwrap_or_else(|| panic!("{name} accepted {wrong:?}"));
+                assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::InvalidInput, "{err}");
+                assert!(
+                    err.message.contains(name.as_str()) && err.message.contains(wrong),
+                    "{err}"
+                );
+                assert!(!err.message.contains('\n'), "{err}");
+            }
+        }
+    }
+}
+
 fn load_example() -> (tempfile::TempDir, PluginSet) {
     let dir = mixed_plugin_dir();
     let set = PluginSet::load(&[dir.path().to_path_buf()]);
