@@ -90,6 +90,7 @@ pub mod host;
 pub mod media_types;
 pub mod options;
 pub mod reference;
+pub mod scope;
 pub mod types;
 
 pub use digest::{Digest, DigestingReader, DigestingWriter};
