@@ -61,7 +61,9 @@ pub struct Namespace {
 impl Namespace {
     /// The base URL this namespace gives for writing or reading, if any.
     pub fn top_level(&self, write: bool) -> Option<&str> {
-        let non_empty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty());
+        fn non_empty(s: &Option<String>) -> Option<&str> {
+            s.as_deref().filter(|s| !s.is_empty())
+        }
         let staging = if write {
             non_empty(&self.lookaside_staging).or(non_empty(&self.sigstore_staging))
         } else {
