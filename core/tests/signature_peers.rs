@@ -252,8 +252,8 @@ fn skopeo_signs_and_kpod_verifies() {
     let rsa_sig = sign(&rsa);
     let ed_keys = Keyring::from_blobs(&[std::fs::read(home.export(&ed, false)).unwrap()]).unwrap();
     let rsa_keys = Keyring::from_blobs(&[std::fs::read(home.export(&rsa, true)).unwrap()]).unwrap();
-    assert_eq!(ed_keys.fingerprints(), [ed.clone()]);
-    assert_eq!(rsa_keys.fingerprints(), [rsa.clone()]);
+    assert_eq!(ed_keys.fingerprints(), vec![ed.clone()]);
+    assert_eq!(rsa_keys.fingerprints(), vec![rsa.clone()]);
 
     let ok = verify_docker_manifest_signature(&ed_keys, &ed_sig, &manifest, IDENTITY).unwrap();
     assert_eq!(ok.signer, ed);

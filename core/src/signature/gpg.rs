@@ -197,8 +197,7 @@ fn last_gpg_line(stderr: &str) -> String {
     stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or("no message")
         .to_string()
 }
