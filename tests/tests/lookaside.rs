@@ -75,7 +75,7 @@ fn skopeo_and_kpod_share_the_lookaside() {
         &key.fingerprint,
     ]))
     .stdout;
-    let keys = Keyring::from_blobs(&[exported.clone()]).unwrap();
+    let keys = Keyring::from_blobs(std::slice::from_ref(&exported)).unwrap();
     verify_docker_manifest_signature(&keys, &sigs[0], &manifest, &image).unwrap();
     // Nothing under the read location yet: skopeo finds no signature there.
     let read_base = conf.lookaside_base(&reference, false).unwrap();
