@@ -150,8 +150,8 @@ fn chrono_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The primary key is neither revoked nor expired, and may sign (its self
-/// signatures' key flags allow it, or none set flags).
+/// The primary key is neither revoked nor expired (its key flags are not
+/// checked: a primary key that made a valid signature is taken as a signer).
 fn check_primary(key: &SignedPublicKey, now: i64) -> Result<()> {
     if !key.details.revocation_signatures.is_empty() {
         return Err(err(format!("key {} is revoked", fpr(key))));
