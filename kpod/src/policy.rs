@@ -1,92 +1,77 @@
-//! The signature policy check of the source image (containers-policy.json), as
-//! podman does it before a push: `--signature-policy FILE`, else
-//! `~/.config/containers/policy.json`, else `/etc/containers/policy.json`.
+//! The signature policy check of the source image before a push, as podman does
+//! it: `--signature-policy FILE`, else `~/.config/containers/policy.json`, else
+//! `/etc/containers/policy.json` (no file at all: nothing to check). The
+//! evaluation is kpod-core's [`kpod_core::policy`].
 //!
-//! The source transport is `containers-storage`; its requirements are the
-//! transport's `""` scope when present, else the policy's `default`. kpod accepts
-//! `insecureAcceptAnything`, refuses `reject`, and says plainly that it cannot
-//! evaluate other requirement types yet.
+//! The source is a `containers-storage` image: its scopes are the store's
+//! (`[driver@root]name:tag@id`, ...), its signatures the store's `signatures`
+//! big-data item. Its docker reference is the image name the user gave (podman
+//! pushes by image ID and so has none; `signedIdentity` rules then fail).
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+use anyhow::Result;
+use kpod_core::copy::SourceImage;
+use kpod_core::policy::{Policy, PolicyImage, PolicyReference};
+use kpod_core::storage::{Image, Store};
+use kpod_plugin_sdk::reference::Reference;
+use std::path::Path;
 
-fn policy_path(flag: Option<&Path>) -> Result<Option<PathBuf>> {
-    if let Some(path) = flag {
-        if !path.is_file() {
-            bail!("--signature-policy {}: no such file", path.display());
-        }
-        return Ok(Some(path.to_path_buf()));
-    }
-    let user =
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/containers/policy.json"));
-    let system = PathBuf::from("/etc/containers/policy.json");
-    Ok(user.into_iter().chain([system]).find(|p| p.is_file()))
-}
-
-/// Checks that the policy lets kpod read `image` from local storage.
-pub fn check(flag: Option<&Path>, image: &str) -> Result<()> {
-    let Some(path) = policy_path(flag)? else {
-        log::debug!("no signature policy file: accepting {image}");
+/// Checks that the policy lets kpod read `image` (resolved from the user's
+/// `name`) from local storage.
+pub fn check(flag: Option<&Path>, store: &Store, image: &Image, name: &str) -> Result<()> {
+    let Some(policy) = Policy::load(flag)? else {
+        log::debug!("no signature policy file: accepting {}", image.describe());
         return Ok(());
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading signature policy {}", path.display()))?;
-    let policy: Value = serde_json::from_str(&text)
-        .with_context(|| format!("signature policy {}: invalid JSON", path.display()))?;
-    let requirements = policy
-        .pointer("/transports/containers-storage/")
-        .or_else(|| policy.get("default"))
-        .and_then(Value::as_array)
-        .with_context(|| {
-            format!(
-                "signature policy {}: no default requirements",
-                path.display()
-            )
-        })?;
-    if requirements.is_empty() {
-        bail!(
-            "signature policy {}: an empty requirement list is not allowed",
-            path.display()
-        );
-    }
-    for req in requirements {
-        match req.get("type").and_then(Value::as_str) {
-            Some("insecureAcceptAnything") => {}
-            Some("reject") => bail!("source image {image} rejected by signature policy {}", path.display()),
-            Some(other) => bail!(
-                "signature policy {}: requirement {other:?} for containers-storage images is not supported by kpod yet",
-                path.display()
-            ),
-            None => bail!("signature policy {}: a requirement has no type", path.display()),
-        }
-    }
+    let docker_name = docker_name(image, name);
+    let reference = PolicyReference::containers_storage(
+        store.driver(),
+        store.graph_root(),
+        docker_name.as_ref(),
+        Some(&image.id),
+    );
+    let source = store.stored_image(image);
+    let manifest = source.manifest()?.map(|(m, _)| m).unwrap_or_default();
+    let signatures = source.signatures()?;
+    policy.check(&PolicyImage {
+        reference: &reference,
+        manifest: &manifest,
+        signatures: &signatures,
+    })?;
     Ok(())
+}
+
+/// The stored name of `image` that the user's `name` designates (`app` is
+/// `localhost/app:latest` or `docker.io/library/app:latest`); `None` when the
+/// image was named by ID.
+fn docker_name(image: &Image, name: &str) -> Option<Reference> {
+    let tail = name.rsplit('/').next().unwrap_or(name);
+    let with_tag = if tail.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    };
+    image
+        .names
+        .iter()
+        .find(|n| **n == with_tag || n.ends_with(&format!("/{with_tag}")))
+        .and_then(|n| Reference::parse_name_only_ok(n).ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn with_policy(text: &str) -> Result<()> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("policy.json");
-        std::fs::write(&path, text).unwrap();
-        check(Some(&path), "img")
-    }
-
     #[test]
-    fn accepts_and_rejects() {
-        assert!(with_policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).is_ok());
-        let err = with_policy(r#"{"default":[{"type":"reject"}]}"#).unwrap_err();
-        assert!(err.to_string().contains("rejected"), "{err}");
-        let err = with_policy(
-            r#"{"default":[{"type":"insecureAcceptAnything"}],"transports":{"containers-storage":{"":[{"type":"reject"}]}}}"#,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("rejected"), "{err}");
-        assert!(with_policy(r#"{"default":[{"type":"signedBy"}]}"#).is_err());
-        assert!(with_policy("not json").is_err());
-        assert!(check(Some(Path::new("/nonexistent/policy.json")), "img").is_err());
+    fn the_user_s_name_picks_the_stored_name() {
+        let image = Image {
+            id: "a".repeat(64),
+            names: vec!["quay.io/x/app:1".into(), "localhost/app:latest".into()],
+            ..Image::default()
+        };
+        let name = |n: &str| docker_name(&image, n).map(|r| r.to_string());
+        assert_eq!(name("app").as_deref(), Some("localhost/app:latest"));
+        assert_eq!(name("x/app:1").as_deref(), Some("quay.io/x/app:1"));
+        assert_eq!(name("quay.io/x/app:1").as_deref(), Some("quay.io/x/app:1"));
+        assert_eq!(name("aaaaaa"), None);
     }
 }

@@ -32,7 +32,12 @@ pub fn run(plugins: &PluginSet, store_opts: &StoreOptions, args: &PushArgs) -> R
 
     let store = Store::open(store_opts)?;
     let image = store.resolve_image(&args.image)?;
-    policy::check(args.signature_policy.as_deref(), &image.describe())?;
+    policy::check(
+        args.signature_policy.as_deref(),
+        &store,
+        &image,
+        &args.image,
+    )?;
     let source = store.stored_image(&image);
 
     let cache = Arc::new(BlobInfoCache::open_default());

@@ -103,6 +103,7 @@ pub mod media_types;
 pub mod metadata;
 pub mod options;
 pub mod reference;
+pub mod scope;
 pub mod types;
 
 pub use digest::{Digest, DigestingReader, DigestingWriter};

@@ -607,6 +607,18 @@ pub fn load_into_store(store: &Store, layout: &OciLayout, name: &str) -> String 
     layout.image_id()
 }
 
+/// Copies `layout` into `store` as `name` with skopeo, signed by `key`
+/// (skopeo's `--sign-by`, so the store holds the signature as podman would).
+pub fn sign_into_store(store: &Store, layout: &OciLayout, name: &str, key: &GpgKey) {
+    run_ok(
+        store
+            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
+            .env("GNUPGHOME", &key.home)
+            .arg(layout.reference())
+            .arg(store.reference(name)),
+    );
+}
+
 /// A throw-away GnuPG home with one signing key (ed25519, no passphrase).
 #[derive(Debug, Clone)]
 pub struct GpgKey {

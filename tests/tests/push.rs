@@ -3,7 +3,8 @@
 //! the real peers (skopeo, umoci).
 
 use kpod_tests::fixtures::{
-    load_into_store, tricky_layers, tricky_oci_layout, write_oci_layout, GpgKey, OciLayout, Store,
+    load_into_store, sign_into_store, tricky_layers, tricky_oci_layout, write_oci_layout, GpgKey,
+    OciLayout, Store,
 };
 use kpod_tests::skopeo::{
     copy_verifies, diff_ids, inspect_config, inspect_raw, layer_media_types, skopeo,
@@ -465,13 +466,7 @@ fn signatures_are_kept_where_possible_and_never_silently_invalidated() {
     // Uncompressed layers, so that dir: can keep the manifest exactly as signed.
     let layout = write_oci_layout(&tmp.path().join("src"), "tricky", &tricky_layers(), &[]);
     let store = Store::new_vfs();
-    run_ok(
-        store
-            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
-            .env("GNUPGHOME", &key.home)
-            .arg(layout.reference())
-            .arg(store.reference(IMAGE)),
-    );
+    sign_into_store(&store, &layout, IMAGE, &key);
     let fx = Fixture {
         store,
         layout,
