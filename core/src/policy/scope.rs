@@ -264,9 +264,9 @@ pub(crate) fn validate_scope(transport: &str, scope: &str) -> Result<(), String>
     match transport {
         "docker" | "tarball" => Ok(()),
         "dir" | "oci" | "oci-archive" | "sif" => clean_absolute(scope),
-        "docker-archive" => {
-            Err(format!(r#"{transport}: does not support any scopes except the default "" one"#))
-        }
+        "docker-archive" => Err(format!(
+            r#"{transport}: does not support any scopes except the default "" one"#
+        )),
         "docker-daemon" => match crate::signature::payload::check_digest(scope) {
             Ok(()) => Err(format!(
                 "{transport}: can not use algo:digest value {scope} as a namespace"
