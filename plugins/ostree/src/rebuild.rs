@@ -5,11 +5,11 @@
 
 use crate::layout;
 use crate::repo;
-use crate::stream::{self, ThreadReader};
+use crate::stream::{self, ChunkReader};
 use kpod_tarsplit::{Assembler, Entry, Expected, FileSource, Reader};
 use ostree::gio::{self, prelude::*};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the blob is: the repository and the commit of its branch.
 #[derive(Debug, Clone)]
@@ -22,11 +22,12 @@ pub struct BlobCommit {
 
 /// The files of one commit, by the names a tar-split gives them.
 struct CommitFiles {
+    repo: ostree::Repo,
     root: gio::File,
 }
 
 impl FileSource for CommitFiles {
-    type File = gio::InputStreamRead<gio::FileInputStream>;
+    type File = gio::InputStreamRead<gio::InputStream>;
 
     fn open(&mut self, name: &[u8]) -> Result<Self::File, String> {
         let display = Entry::display_name(name);
@@ -38,21 +39,19 @@ impl FileSource for CommitFiles {
                 p => rel.push(p),
             }
         }
-        self.root
-            .resolve_relative_path(&rel)
-            .read(gio::Cancellable::NONE)
+        repo::file_content(&self.repo, &self.root, &rel)
             .map(|s| s.into_read())
             .map_err(|e| format!("file {display:?} of the layer commit: {}", e.message()))
     }
 }
 
-/// The root of `at`'s commit, in a repository opened on this thread.
-fn commit_root(at: &BlobCommit) -> io::Result<gio::File> {
+/// The files of `at`'s commit, in a repository opened on this thread.
+fn commit_files(at: &BlobCommit) -> io::Result<CommitFiles> {
     let repo = repo::open(&at.repo)?;
     let (root, _) = repo
         .read_commit(&at.commit, gio::Cancellable::NONE)
         .map_err(|e| repo::glib_error(format!("reading commit {}", at.commit), e))?;
-    Ok(root)
+    Ok(CommitFiles { repo, root })
 }
 
 /// The layer tar of `at`, rebuilt from its files and `tar_split` (gzip'd
@@ -62,14 +61,14 @@ pub fn layer(
     tar_split: Vec<u8>,
     expected: Expected,
     context: String,
-) -> io::Result<ThreadReader> {
+) -> io::Result<ChunkReader> {
     stream::spawn("kpod-ostree-layer", move |out| {
-        let root = commit_root(&at)?;
+        let files = commit_files(&at)?;
         let split_name = format!("{} of commit {}", layout::TARSPLIT, at.commit);
         let mut tar = Assembler::new(
             Reader::from_gzip(io::Cursor::new(tar_split)),
             split_name,
-            CommitFiles { root },
+            files,
             expected,
             context,
         );
@@ -79,19 +78,18 @@ pub fn layer(
 }
 
 /// The `content` file of `at`.
-pub fn content(at: BlobCommit) -> io::Result<ThreadReader> {
+pub fn content(at: BlobCommit) -> io::Result<ChunkReader> {
     stream::spawn("kpod-ostree-blob", move |out| {
-        let root = commit_root(&at)?;
-        let mut file = root
-            .child(layout::CONTENT_FILE)
-            .read(gio::Cancellable::NONE)
-            .map_err(|e| {
-                repo::glib_error(
-                    format!("reading {} of commit {}", layout::CONTENT_FILE, at.commit),
-                    e,
-                )
-            })?
-            .into_read();
+        let files = commit_files(&at)?;
+        let mut file =
+            repo::file_content(&files.repo, &files.root, Path::new(layout::CONTENT_FILE))
+                .map_err(|e| {
+                    repo::glib_error(
+                        format!("reading {} of commit {}", layout::CONTENT_FILE, at.commit),
+                        e,
+                    )
+                })?
+                .into_read();
         io::copy(&mut file, out)?;
         Ok(())
     })

@@ -2,11 +2,12 @@
 //! metadata (string values), directory metadata and small files, writing a
 //! tree as a commit on a branch, and libostree's errors as plugin errors.
 
-use crate::layout;
+use crate::{layout, stream};
 use kpod_plugin_sdk::{Digest, PluginError};
 use ostree::gio::{self, prelude::*};
 use ostree::glib::{self, VariantDict};
 use std::fmt::Display;
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// Owner and group of an object.
@@ -209,10 +210,13 @@ pub fn write_file(
     repo: &ostree::Repo,
     meta: &FileMeta<'_>,
     size: u64,
-    content: &mut dyn std::io::Read,
+    content: &mut dyn Read,
     what: &str,
     buf: &mut [u8],
 ) -> Result<String, PluginError> {
+    if repo.mode() == ostree::RepoMode::Archive {
+        return write_archived_file(repo, meta, size, content, what, buf);
+    }
     let failed = |e| glib_error(format!("writing {what}"), e);
     let writer = repo
         .write_regfile(
@@ -235,15 +239,86 @@ pub fn write_file(
             .map_err(failed)?;
         written += n as u64;
     }
+    check_length(written, size, what)?;
+    Ok(writer
+        .finish(gio::Cancellable::NONE)
+        .map_err(failed)?
+        .to_string())
+}
+
+fn check_length(written: u64, size: u64, what: &str) -> Result<(), PluginError> {
     if written != size {
         return Err(PluginError::invalid_input(format!(
             "ostree: {what} ends after {written} of {size} bytes"
         )));
     }
-    Ok(writer
-        .finish(gio::Cancellable::NONE)
-        .map_err(failed)?
-        .to_string())
+    Ok(())
+}
+
+/// [`write_file`] for `archive` repositories, whose content writer
+/// libostree 2022.7 does not offer: the content object is written from an
+/// input stream on a second thread while this one feeds it, chunk by chunk.
+fn write_archived_file(
+    repo: &ostree::Repo,
+    meta: &FileMeta<'_>,
+    size: u64,
+    content: &mut dyn Read,
+    what: &str,
+    buf: &mut [u8],
+) -> Result<String, PluginError> {
+    let (mut feed, chunks) = stream::channel();
+    let writer_repo = repo.clone();
+    let xattrs = meta.xattrs.cloned();
+    let info = FileMeta {
+        xattrs: None,
+        ..*meta
+    };
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<String, glib::Error> {
+            let input = gio::ReadInputStream::new(chunks);
+            let file_info = gio::FileInfo::new();
+            file_info.set_file_type(gio::FileType::Regular);
+            file_info.set_size(size as i64);
+            file_info.set_attribute_uint32("unix::uid", info.owner.uid);
+            file_info.set_attribute_uint32("unix::gid", info.owner.gid);
+            file_info.set_attribute_uint32("unix::mode", libc::S_IFREG | (info.mode & 0o7777));
+            let (object, length) = ostree::raw_file_to_content_stream(
+                &input,
+                &file_info,
+                xattrs.as_ref(),
+                gio::Cancellable::NONE,
+            )?;
+            writer_repo
+                .write_content(None, &object, length, gio::Cancellable::NONE)
+                .map(|c| c.to_hex())
+        });
+        let mut written: u64 = 0;
+        let fed = loop {
+            match content.read(buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if feed.write_all(&buf[..n]).is_err() {
+                        break Ok(()); // the writer stopped: its error says why
+                    }
+                    written += n as u64;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // The reader ends with the same error, so the writer stops too.
+        feed.finish(match &fed {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        });
+        let stored = writer.join().map_err(|_| {
+            PluginError::other(format!(
+                "ostree: writing {what}: the writer thread panicked"
+            ))
+        })?;
+        fed?;
+        check_length(written, size, what)?;
+        stored.map_err(|e| glib_error(format!("writing {what}"), e))
+    })
 }
 
 /// A blob's commit and what its metadata says.
@@ -278,4 +353,21 @@ pub fn stored_blob(
         tar_split: string(&meta, layout::TARSPLIT),
         commit,
     }))
+}
+
+/// The content of the regular file at `rel` in the tree of `root` (a
+/// commit's root). Read through the content object, not `g_file_read`,
+/// which gives no file input stream for repository files.
+pub fn file_content(
+    repo: &ostree::Repo,
+    root: &gio::File,
+    rel: &Path,
+) -> Result<gio::InputStream, glib::Error> {
+    let file = root
+        .resolve_relative_path(rel)
+        .downcast::<ostree::RepoFile>()
+        .map_err(|_| glib::Error::new(gio::IOErrorEnum::Failed, "not a repository file"))?;
+    file.ensure_resolved()?;
+    let (input, _, _) = repo.load_file(&file.checksum(), gio::Cancellable::NONE)?;
+    input.ok_or_else(|| glib::Error::new(gio::IOErrorEnum::NotRegularFile, "not a regular file"))
 }

@@ -97,10 +97,15 @@ impl Source for OstreeSource {
         (1..=count)
             .map(|n| {
                 let name = layout::signature_file(n);
-                root.child(&name)
-                    .load_contents(gio::Cancellable::NONE)
-                    .map(|(bytes, _)| bytes.to_vec())
-                    .map_err(|e| glib_error(format!("reading {name} of the image"), e))
+                let mut data = Vec::new();
+                repo::file_content(&repo, &root, std::path::Path::new(&name))
+                    .map_err(|e| glib_error(format!("reading {name} of the image"), e))?
+                    .into_read()
+                    .read_to_end(&mut data)
+                    .map_err(|e| {
+                        PluginError::from_io(format!("ostree: reading {name} of the image"), e)
+                    })?;
+                Ok(data)
             })
             .collect()
     }

@@ -1,10 +1,13 @@
-//! A blob stream produced on a thread of its own.
-//!
-//! A source's blob stream must be `Send` (kpod may read it on another
-//! thread), but libostree's files and input streams are GObjects the
-//! bindings do not let move between threads. So the thread that opens them
-//! also reads them, and hands the bytes over a bounded channel: at most
+//! Byte streams from one thread to another over a bounded channel: at most
 //! [`DEPTH`] chunks of [`CHUNK`] bytes are in flight.
+//!
+//! libostree's files and input streams are GObjects the bindings do not let
+//! move between threads, and its content writer for `archive` repositories
+//! pulls from an input stream it owns. So a source's blob (which must be
+//! `Send`: kpod may read it on another thread) is read on a thread of its
+//! own ([`spawn`]), and a file for an `archive` repository is pushed into a
+//! [`ChunkWriter`] while another thread writes the object from the
+//! [`ChunkReader`] ([`channel`]).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -20,13 +23,24 @@ enum Message {
     End,
 }
 
-/// Where the producing thread writes; sends full chunks as they fill.
+/// The writing end; sends full chunks as they fill. Dropped without
+/// [`ChunkWriter::finish`], the reader sees an error after what was sent.
 pub struct ChunkWriter {
     tx: SyncSender<Message>,
     chunk: Vec<u8>,
 }
 
 impl ChunkWriter {
+    /// Ends the stream: the reader gets the rest and then the end, or the
+    /// error of `result` (same kind and message).
+    pub fn finish(mut self, result: io::Result<()>) {
+        let last = match result.and(self.flush()) {
+            Ok(()) => Message::End,
+            Err(e) => Message::Failed(e.kind(), e.to_string()),
+        };
+        let _ = self.tx.send(last);
+    }
+
     fn send(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
         self.tx
@@ -54,11 +68,27 @@ impl Write for ChunkWriter {
 }
 
 /// The reading end.
-pub struct ThreadReader {
+pub struct ChunkReader {
     rx: Receiver<Message>,
     chunk: Vec<u8>,
     pos: usize,
     finished: bool,
+}
+
+/// A connected writer and reader.
+pub fn channel() -> (ChunkWriter, ChunkReader) {
+    let (tx, rx) = sync_channel(DEPTH);
+    let writer = ChunkWriter {
+        tx,
+        chunk: Vec::with_capacity(CHUNK),
+    };
+    let reader = ChunkReader {
+        rx,
+        chunk: Vec::new(),
+        pos: 0,
+        finished: false,
+    };
+    (writer, reader)
 }
 
 /// Runs `job` on a new thread named `name`, giving back what it writes as a
@@ -67,31 +97,18 @@ pub struct ThreadReader {
 pub fn spawn(
     name: &str,
     job: impl FnOnce(&mut ChunkWriter) -> io::Result<()> + Send + 'static,
-) -> io::Result<ThreadReader> {
-    let (tx, rx) = sync_channel(DEPTH);
+) -> io::Result<ChunkReader> {
+    let (mut writer, reader) = channel();
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let mut out = ChunkWriter {
-                tx,
-                chunk: Vec::with_capacity(CHUNK),
-            };
-            let result = job(&mut out);
-            let last = match result.and(out.flush()) {
-                Ok(()) => Message::End,
-                Err(e) => Message::Failed(e.kind(), e.to_string()),
-            };
-            let _ = out.tx.send(last);
+            let result = job(&mut writer);
+            writer.finish(result);
         })?;
-    Ok(ThreadReader {
-        rx,
-        chunk: Vec::new(),
-        pos: 0,
-        finished: false,
-    })
+    Ok(reader)
 }
 
-impl Read for ThreadReader {
+impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
             if self.finished {
