@@ -12,11 +12,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::{require_tool, run_ok};
+use crate::{require_tool, run_ok, stderr_of};
 
 /// An OCI image layout written by a fixture function.
 #[derive(Debug, Clone)]
@@ -419,6 +419,38 @@ impl Store {
             driver: driver.to_string(),
             conf,
         }
+    }
+
+    /// kpod's global options for this store: `--root`, `--runroot`, `--storage-driver`.
+    pub fn kpod_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--root".into(),
+            self.root.clone().into(),
+            "--runroot".into(),
+            self.runroot.clone().into(),
+            "--storage-driver".into(),
+            self.driver.clone().into(),
+        ]
+    }
+
+    /// The built kpod bound to this store: its options and its `storage.conf`.
+    pub fn kpod(&self) -> Command {
+        let mut cmd = crate::kpod();
+        cmd.env("CONTAINERS_STORAGE_CONF", &self.conf)
+            .args(self.kpod_args());
+        cmd
+    }
+
+    /// `kpod ARGS` on this store; fails the test unless it succeeds.
+    pub fn kpod_ok(&self, args: &[&str]) -> Output {
+        let out = self.kpod().args(args).output().expect("running kpod");
+        assert!(
+            out.status.success(),
+            "kpod {args:?} failed ({}): {}",
+            out.status,
+            stderr_of(&out)
+        );
+        out
     }
 
     /// A new empty vfs store.

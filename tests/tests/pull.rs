@@ -6,7 +6,7 @@ use kpod_tests::fixtures::{
     big_oci_layout, tricky_layers, tricky_oci_layout, write_oci_layout, OciLayout, Store,
 };
 use kpod_tests::skopeo::{diff_ids, inspect_config};
-use kpod_tests::{kpod, one_error_line, require_tool, run_ok, stderr_of, stdout_of};
+use kpod_tests::{one_error_line, require_tool, run_ok, stderr_of, stdout_of};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -20,25 +20,11 @@ const IMAGE: &str = "localhost/tricky:1";
 
 /// `kpod --root .. --runroot .. --storage-driver .. ARGS` for `store`.
 fn kpod_in(store: &Store) -> Command {
-    let mut cmd = kpod();
-    cmd.env("CONTAINERS_STORAGE_CONF", &store.conf)
-        .arg("--root")
-        .arg(&store.root)
-        .arg("--runroot")
-        .arg(&store.runroot)
-        .args(["--storage-driver", &store.driver]);
-    cmd
+    store.kpod()
 }
 
 fn kpod_ok(store: &Store, args: &[&str]) -> Output {
-    let out = kpod_in(store).args(args).output().expect("running kpod");
-    assert!(
-        out.status.success(),
-        "kpod {args:?} failed ({}): {}",
-        out.status,
-        stderr_of(&out)
-    );
-    out
+    store.kpod_ok(args)
 }
 
 fn pull(store: &Store, layout: &OciLayout, name: &str) -> String {

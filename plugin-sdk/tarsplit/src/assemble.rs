@@ -232,22 +232,9 @@ impl<R: Read, S: FileSource> Read for Assembler<R, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Memory;
     use crate::Writer;
     use std::collections::HashMap;
-
-    /// File contents kept in memory, by name.
-    struct Memory(HashMap<Vec<u8>, Vec<u8>>);
-
-    impl FileSource for Memory {
-        type File = io::Cursor<Vec<u8>>;
-        fn open(&mut self, name: &[u8]) -> Result<Self::File, String> {
-            self.0
-                .get(name)
-                .cloned()
-                .map(io::Cursor::new)
-                .ok_or_else(|| format!("file {:?} is missing", Entry::display_name(name)))
-        }
-    }
 
     fn digest_of(data: &[u8]) -> String {
         kpod_plugin_sdk::Digest::of(data).as_str().to_string()
@@ -314,7 +301,7 @@ mod tests {
         assert!(err.to_string().contains("shorter"), "{err}");
 
         let err = assemble(&split, Memory(HashMap::new()), good).unwrap_err();
-        assert_eq!(err.to_string(), "layer L: file \"a\" is missing");
+        assert_eq!(err.to_string(), "layer L: no file \"a\"");
     }
 
     #[test]

@@ -181,11 +181,13 @@ pub fn disassemble<W: Write, E: From<io::Error>>(
         split.segment(&end)?;
     }
     let mut recorder = archive.into_inner();
-    let mut rest = vec![0u8; TRAILING_CHUNK];
     loop {
-        let n = read_full(&mut recorder, &mut rest)?;
-        split.segment(&rest[..n])?;
-        if n == 0 {
+        let mut rest = Vec::new();
+        (&mut recorder)
+            .take(TRAILING_CHUNK as u64)
+            .read_to_end(&mut rest)?;
+        split.segment(&rest)?;
+        if rest.is_empty() {
             break;
         }
     }
@@ -195,20 +197,6 @@ pub fn disassemble<W: Write, E: From<io::Error>>(
         digest: digested.digest(),
         size: digested.count(),
     })
-}
-
-/// Fills `buf` as far as the stream goes.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// The header fields of one entry.
@@ -290,21 +278,9 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Assembler, Entry, Expected, FileSource, Reader};
+    use crate::testing::Memory;
+    use crate::{Assembler, Expected, Reader};
     use std::collections::HashMap;
-
-    struct Memory(HashMap<Vec<u8>, Vec<u8>>);
-
-    impl FileSource for Memory {
-        type File = io::Cursor<Vec<u8>>;
-        fn open(&mut self, name: &[u8]) -> Result<Self::File, String> {
-            self.0
-                .get(name)
-                .cloned()
-                .map(io::Cursor::new)
-                .ok_or_else(|| format!("no file {:?}", Entry::display_name(name)))
-        }
-    }
 
     fn header(kind: EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();

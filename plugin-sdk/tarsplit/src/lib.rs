@@ -20,6 +20,8 @@ mod assemble;
 mod disassemble;
 mod entry;
 mod reader;
+#[cfg(test)]
+mod testing;
 mod writer;
 
 pub use assemble::{Assembler, Expected, FileSource};

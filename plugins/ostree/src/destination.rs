@@ -105,15 +105,15 @@ impl OstreeDestination {
             "" => None,
             text => Some(Digest::parse(text)?),
         };
-        let mut head = [0u8; 4];
-        let n = read_full(stream, &mut head)?;
-        if let Some(format) = compression_of(&head[..n]) {
+        let mut head = Vec::with_capacity(4);
+        (&mut *stream).take(4).read_to_end(&mut head)?;
+        if let Some(format) = compression_of(&head) {
             return Err(PluginError::invalid_input(format!(
                 "ostree: layer {} arrives {format}-compressed; the ostree: destination takes uncompressed layer tars",
                 info.digest
             )));
         }
-        let mut stream = (&head[..n]).chain(stream);
+        let mut stream = (&head[..]).chain(stream);
         let stored = match &announced {
             Some(d) => repo::stored_blob(&push.repo, d)?,
             None => None,
@@ -187,20 +187,6 @@ fn compression_of(head: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// Fills `buf` as far as the stream goes.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 impl Drop for OstreeDestination {

@@ -228,25 +228,38 @@ pub fn write_file(
             meta.xattrs,
         )
         .map_err(failed)?;
-    let mut written: u64 = 0;
-    loop {
-        let n = content.read(buf)?;
-        if n == 0 {
-            break;
-        }
+    pump(content, buf, size, what, |chunk| {
         writer
-            .write_all(&buf[..n], gio::Cancellable::NONE)
-            .map_err(failed)?;
-        written += n as u64;
-    }
-    check_length(written, size, what)?;
+            .write_all(chunk, gio::Cancellable::NONE)
+            .map(drop)
+            .map_err(failed)
+    })?;
     Ok(writer
         .finish(gio::Cancellable::NONE)
         .map_err(failed)?
         .to_string())
 }
 
-fn check_length(written: u64, size: u64, what: &str) -> Result<(), PluginError> {
+/// Reads `content` to its end through `buf`, handing each chunk to `put`,
+/// and checks that it held `size` bytes (`what` names it in the message).
+fn pump(
+    content: &mut dyn Read,
+    buf: &mut [u8],
+    size: u64,
+    what: &str,
+    mut put: impl FnMut(&[u8]) -> Result<(), PluginError>,
+) -> Result<(), PluginError> {
+    let mut written: u64 = 0;
+    loop {
+        let n = match content.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        put(&buf[..n])?;
+        written += n as u64;
+    }
     if written != size {
         return Err(PluginError::invalid_input(format!(
             "ostree: {what} ends after {written} of {size} bytes"
@@ -292,31 +305,27 @@ fn write_archived_file(
                 .write_content(None, &object, length, gio::Cancellable::NONE)
                 .map(|c| c.to_hex())
         });
-        let mut written: u64 = 0;
-        let fed = loop {
-            match content.read(buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    if feed.write_all(&buf[..n]).is_err() {
-                        break Ok(()); // the writer stopped: its error says why
-                    }
-                    written += n as u64;
-                }
-                Err(e) => break Err(e),
-            }
-        };
+        let mut stopped = false;
+        let fed = pump(content, buf, size, what, |chunk| {
+            feed.write_all(chunk).map_err(|_| {
+                stopped = true;
+                PluginError::other(format!("ostree: writing {what}: the object writer stopped"))
+            })
+        });
         // The reader ends with the same error, so the writer stops too.
         feed.finish(match &fed {
             Ok(()) => Ok(()),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            Err(e) => Err(io::Error::other(e.message.to_string())),
         });
         let stored = writer.join().map_err(|_| {
             PluginError::other(format!(
                 "ostree: writing {what}: the writer thread panicked"
             ))
         })?;
-        fed?;
-        check_length(written, size, what)?;
+        // When the writer stopped first, its own error says why.
+        if !stopped || stored.is_ok() {
+            fed?;
+        }
         stored.map_err(|e| glib_error(format!("writing {what}"), e))
     })
 }
