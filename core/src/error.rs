@@ -28,6 +28,10 @@ pub enum Error {
     /// A plugin reported an error.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A copy stopped this blob because another blob of the same copy failed;
+    /// that other failure is the one to report.
+    #[error("copy aborted because another blob failed")]
+    Aborted,
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -50,7 +54,7 @@ impl Error {
             Error::Integrity(_) => ErrorKind::Integrity,
             Error::Storage(_) | Error::Io { .. } => ErrorKind::Io,
             Error::Plugin(e) => e.kind,
-            Error::Other(_) => ErrorKind::Other,
+            Error::Aborted | Error::Other(_) => ErrorKind::Other,
         }
     }
 }

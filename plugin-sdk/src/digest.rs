@@ -62,6 +62,7 @@ pub struct DigestingReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
+    eof: bool,
 }
 
 impl<R: Read> DigestingReader<R> {
@@ -71,7 +72,13 @@ impl<R: Read> DigestingReader<R> {
             inner,
             hasher: Sha256::new(),
             count: 0,
+            eof: false,
         }
+    }
+    /// Whether a read into a non-empty buffer has returned 0: the end of the
+    /// stream was reached, so the digest covers all of it.
+    pub fn at_eof(&self) -> bool {
+        self.eof
     }
     /// Bytes read so far.
     pub fn count(&self) -> u64 {
@@ -94,6 +101,9 @@ impl<R: Read> DigestingReader<R> {
 impl<R: Read> Read for DigestingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
@@ -172,7 +182,11 @@ mod tests {
         let data = vec![7u8; 100_000];
         let mut r = DigestingReader::new(&data[..]);
         let mut w = DigestingWriter::new(Vec::new());
+        assert!(!r.at_eof());
+        assert_eq!(r.read(&mut []).unwrap(), 0);
+        assert!(!r.at_eof(), "an empty buffer is no end of stream");
         io::copy(&mut r, &mut w).unwrap();
+        assert!(r.at_eof());
         assert_eq!(r.digest(), Digest::of(&data));
         assert_eq!(w.digest(), r.digest());
         assert_eq!(w.count(), 100_000);

@@ -3,8 +3,12 @@
 use abi_stable::{std_types::RString, StableAbi};
 use std::fmt;
 
-/// What kind of failure a [`PluginError`] reports. kpod maps kinds to exit codes
-/// and decides from them whether a retry or a fallback makes sense.
+/// What kind of failure a [`PluginError`] reports. Every failed command exits
+/// 125 whatever the kind; kpod reads the kind to decide what to do next: a
+/// [`Network`](ErrorKind::Network) error retries the whole push or pull (`--retry`),
+/// [`ManifestRejected`](ErrorKind::ManifestRejected) tries the next manifest type,
+/// [`NotFound`](ErrorKind::NotFound) from a reuse probe means "upload it", and
+/// from `kpod load` the end of an archive's images.
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {

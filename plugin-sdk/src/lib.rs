@@ -86,6 +86,7 @@ pub mod digest;
 pub mod error;
 pub mod export;
 pub mod ffi;
+pub mod held;
 pub mod host;
 pub mod media_types;
 pub mod options;

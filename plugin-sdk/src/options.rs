@@ -41,13 +41,14 @@ pub struct PushOptions {
     pub auth_file: ROption<RString>,
     /// The Docker Engine address (`DOCKER_HOST` or `unix:///var/run/docker.sock`).
     pub docker_host: ROption<RString>,
-    /// The kubeconfig path for cluster transports (`KUBECONFIG`).
+    /// `$KUBECONFIG`, passed on as it is; no transport of this tree reads it.
     pub kubeconfig: ROption<RString>,
     /// `--quiet`: the plugin should print nothing.
     pub quiet: bool,
     /// `--retry N`: how many times network operations may be retried.
     pub retry: u32,
-    /// Transport-specific settings as key/value pairs (for example `ostree.repo`).
+    /// Transport-specific settings as key/value pairs (for example
+    /// `docker.platform`, which `kpod pull --platform` sets).
     pub extras: RVec<Tuple2<RString, RString>>,
 }
 

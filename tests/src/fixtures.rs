@@ -67,6 +67,13 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// A layer tar holding one regular file, `path`, with `data`.
+pub fn one_file_layer(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut layer = Layer::new();
+    layer.file(path, data, 0o644);
+    layer.finish()
+}
+
 /// A layer tar under construction.
 struct Layer {
     tar: tar::Builder<Vec<u8>>,
@@ -433,14 +440,6 @@ impl Store {
         ]
     }
 
-    /// The built kpod bound to this store: its options and its `storage.conf`.
-    pub fn kpod(&self) -> Command {
-        let mut cmd = crate::kpod();
-        cmd.env("CONTAINERS_STORAGE_CONF", &self.conf)
-            .args(self.kpod_args());
-        cmd
-    }
-
     /// `kpod ARGS` on this store; fails the test unless it succeeds.
     pub fn kpod_ok(&self, args: &[&str]) -> Output {
         let out = self.kpod().args(args).output().expect("running kpod");
@@ -510,6 +509,16 @@ impl Store {
                 "none",
             ])
             .args(args);
+        cmd
+    }
+
+    /// A `kpod` command bound to this store (`storage.conf`, `--root`,
+    /// `--runroot`, `--storage-driver`); the subcommand and its arguments
+    /// follow.
+    pub fn kpod(&self) -> Command {
+        let mut cmd = crate::kpod();
+        cmd.env("CONTAINERS_STORAGE_CONF", &self.conf)
+            .args(self.kpod_args());
         cmd
     }
 

@@ -7,13 +7,14 @@
 
 pub mod dockerd;
 pub mod fixtures;
+pub mod leftovers;
 pub mod registry;
 pub mod skopeo;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use kpod_test_support::{one_error_line, require_tool, run_ok, stderr_of, stdout_of};
+pub use kpod_test_support::{names_in, one_error_line, require_tool, run_ok, stderr_of, stdout_of};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

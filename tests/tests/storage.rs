@@ -492,51 +492,6 @@ fn signatures_are_split_as_stored() {
     assert_eq!(one.stored_image(&image).signatures().unwrap().len(), 1);
 }
 
-/// Measures reassembly throughput (no assertion on time); run with
-/// `cargo test --release -p kpod-tests --test storage -- --ignored --nocapture`.
-/// `KPOD_BENCH_MB` sets the image size (default 512).
-#[test]
-#[ignore]
-fn measure_reassembly_throughput() {
-    let mb: usize = std::env::var("KPOD_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
-    let dir = tempfile::tempdir().unwrap();
-    let layout = fixtures::big_oci_layout(&dir.path().join("oci"), mb, 4);
-    for driver in ["overlay", "vfs"] {
-        let fx = Store::new(driver);
-        load_into_store(&fx, &layout, "localhost/big:1");
-        let store = fx.open();
-        let image = store.resolve_image("big:1").unwrap();
-        let src = store.stored_image(&image);
-        let start = Instant::now();
-        let cpu_start = thread_cpu_ns();
-        let mut total = 0;
-        for i in 0..layout.diff_ids.len() {
-            let (digest, size) = digest_layer(&src, i).unwrap();
-            assert_eq!(digest, layout.diff_ids[i]);
-            total += size;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let cpu = (thread_cpu_ns() - cpu_start) as f64 / 1e9;
-        eprintln!(
-            "{driver}: {} MB reassembled and verified: {secs:.2} s wall ({:.0} MB/s), {cpu:.2} s on CPU ({:.0} MB per CPU-second), including the test's own sha256",
-            total / 1_000_000,
-            total as f64 / 1e6 / secs,
-            total as f64 / 1e6 / cpu
-        );
-    }
-}
-
-/// CPU time of the calling thread in nanoseconds (Linux schedstat).
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn reader_waits_for_a_writer_holding_the_images_lock() {
     kpod_tests::require_tool("python3", "python3");

@@ -4,10 +4,15 @@
 //!   `<target>/dist/bin/kpod` and `<target>/dist/lib/kpod/plugins/`. The ostree
 //!   plugin is built only where pkg-config finds `ostree-1` (otherwise skipped
 //!   with one line; `--plugins ostree` then fails).
-//! * `cargo xtask test`: format and lint checks, dist, the test plugins, and every
-//!   test of the workspace (release profile, one build for everything).
+//! * `cargo xtask check`: the tree's shape (see [`check`]): every source file in
+//!   ARCHITECTURE.md's code map, no plugin depending on kpod-core or another
+//!   plugin, no transport named in core.
+//! * `cargo xtask test`: that check, format and lint checks, dist, the test
+//!   plugins, and every test of the workspace (release profile, one build for
+//!   everything).
 //! * `cargo xtask demo`: build dist and show kpod at work.
 
+mod check;
 mod demo;
 
 use anyhow::{bail, Context, Result};
@@ -26,10 +31,13 @@ fn main() -> Result<()> {
             dist(plugins.as_deref())?;
             Ok(())
         }
+        "check" => check::run(&root()),
         "test" => test(rest),
         "demo" => demo::run(&dist(None)?),
         _ => {
-            eprintln!("usage: cargo xtask dist [--plugins a,b] | test [-- CARGO-TEST-ARGS] | demo");
+            eprintln!(
+                "usage: cargo xtask dist [--plugins a,b] | check | test [-- CARGO-TEST-ARGS] | demo"
+            );
             if cmd == "help" || cmd == "--help" {
                 Ok(())
             } else {
@@ -209,10 +217,13 @@ fn test_plugins() -> Result<Vec<String>> {
         let manifest = entry?.path().join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest)
             .with_context(|| format!("reading {}", manifest.display()))?;
-        let name = text
-            .lines()
-            .find_map(|l| l.strip_prefix("name = \""))
-            .and_then(|l| l.strip_suffix('"'))
+        let parsed: toml::Table = text
+            .parse()
+            .with_context(|| format!("parsing {}", manifest.display()))?;
+        let name = parsed
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
             .with_context(|| format!("no package name in {}", manifest.display()))?;
         names.push(name.to_string());
     }
@@ -221,6 +232,7 @@ fn test_plugins() -> Result<Vec<String>> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    check::run(&root())?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     // Without libostree the ostree plugin cannot build: CI must have it;
     // elsewhere everything else is still checked.

@@ -1,45 +1,49 @@
-//! Copying one layer: ask the destination whether it has it, else stream it
-//! from the source through compression into the destination, checking what the
-//! destination says it stored against what was sent.
+//! Copying the layers: each is reused when the destination has it (see
+//! `reuse.rs`), else streamed from the source through compression into the
+//! destination, checking what the destination says it stored against what was
+//! sent; several at once where the destination allows it.
 
-use super::destination::CopyDestination;
 use super::options::LayerReport;
-use super::progress::{BlobEvent, Progress};
-use super::source::{SourceImage, SourceLayer};
-use super::streams::{SentReader, SourceError, SourceReader, ABORTED};
-use crate::blobinfo::{BlobInfoCache, KnownBlob};
-use crate::compress::{compressing_reader, CompressionFormat};
-use crate::manifest::{layer_compression, layer_media_type, Descriptor, ManifestFormat};
+use super::pipeline::ImageCopier;
+use super::progress::BlobEvent;
+use super::source::SourceLayer;
+use super::streams::{SourceReader, StreamState};
+use crate::compress::compressing_reader;
+use crate::manifest::{layer_media_type, Descriptor};
 use crate::{Error, Result};
-use kpod_plugin_sdk::{
-    types::ReuseCandidate, BlobInfo, CompressionAlgorithm, Digest, ErrorKind, ReuseQuery,
-};
+use kpod_plugin_sdk::{BlobInfo, DigestingReader};
 use std::io::{self, Read};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-/// Most candidates offered to a destination for one layer.
-const MAX_CANDIDATES: usize = 8;
+/// Layers copied at once by default: the number of cores, at most 4.
+pub fn default_jobs() -> usize {
+    cores().clamp(1, 4)
+}
 
-/// What is shared by all layer copies of one image.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The copied layers, base first, and the bytes sent for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CopiedLayers {
+    /// Per layer, base first.
+    pub reports: Vec<LayerReport>,
+    /// Layer bytes sent to the destination.
+    pub bytes_sent: u64,
+}
+
+/// What all layer copies of one image share.
 pub(crate) struct LayerContext<'a> {
-    pub source: &'a dyn SourceImage,
-    pub image: String,
-    pub dest: &'a dyn CopyDestination,
-    pub progress: &'a dyn Progress,
-    pub cache: Option<&'a BlobInfoCache>,
+    /// The copy's inputs and decisions.
+    pub copier: &'a ImageCopier<'a>,
+    /// Set when a layer failed: the others stop.
     pub abort: AtomicBool,
+    /// Threads one layer's compression may use.
     pub compression_threads: usize,
-    /// The compression layers are sent with; `None` for uncompressed.
-    pub target: Option<CompressionFormat>,
-    /// The level for `target`.
-    pub level: i32,
-    /// Compressions a reused blob may have.
-    pub acceptable: Vec<CompressionAlgorithm>,
-    /// Layers must stay exactly as the source manifest names them (signatures).
-    pub keep_original: bool,
-    /// The preferred manifest format, for the media type announced with a sent layer.
-    pub hint_format: ManifestFormat,
 }
 
 /// One layer to copy.
@@ -50,294 +54,288 @@ pub(crate) struct LayerJob<'a> {
     pub original: Option<&'a Descriptor>,
 }
 
-/// The error for a change that a kept signature forbids.
-pub(crate) fn invalidates_signatures(image: &str, why: &str) -> Error {
-    Error::InvalidInput(format!(
-        "pushing {image} needs {why}, which would invalidate signatures: use --remove-signatures"
-    ))
+impl ImageCopier<'_> {
+    /// Copies `layers` (the source's, base first), on as many threads as
+    /// `--jobs` asks when the destination's `put_blob` is thread-safe.
+    pub fn copy_layers(&self, layers: &[SourceLayer]) -> Result<CopiedLayers> {
+        let ctx = LayerContext {
+            copier: self,
+            abort: AtomicBool::new(false),
+            compression_threads: match self.opts.compression_threads {
+                0 => cores(),
+                n => n,
+            },
+        };
+        let jobs: Vec<LayerJob<'_>> = layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| LayerJob {
+                index,
+                layer,
+                original: self.original.as_ref().map(|o| o.layer(index)),
+            })
+            .collect();
+        let workers = if self.dest.has_thread_safe_put_blob() {
+            match self.opts.jobs {
+                0 => default_jobs(),
+                n => n,
+            }
+            .clamp(1, layers.len().max(1))
+        } else {
+            1
+        };
+        let results = run_layers(&ctx, &jobs, workers)?;
+        Ok(CopiedLayers {
+            bytes_sent: results.iter().map(|(_, sent)| sent).sum(),
+            reports: results.into_iter().map(|(r, _)| r).collect(),
+        })
+    }
 }
 
 impl LayerContext<'_> {
-    fn target_algorithm(&self) -> CompressionAlgorithm {
-        self.target
-            .map(CompressionFormat::algorithm)
-            .unwrap_or(CompressionAlgorithm::None)
-    }
-
     /// Copies one layer; returns its report and the bytes sent.
     pub fn copy_layer(&self, job: &LayerJob<'_>) -> Result<(LayerReport, u64)> {
-        let layer = job.layer;
-        self.progress.blob_started(&BlobEvent {
+        let c = self.copier;
+        c.progress.blob_started(&BlobEvent {
             index: job.index,
             digest: job
                 .original
                 .map(|d| d.digest.clone())
-                .unwrap_or_else(|| layer.diff_id.clone()),
-            size: layer.diff_size,
+                .unwrap_or_else(|| job.layer.diff_id.clone()),
+            size: job.layer.diff_size,
         });
         if let Some(report) = self.try_reuse(job)? {
-            self.progress.blob_skipped(job.index, &report.digest);
+            c.progress.blob_skipped(job.index, &report.digest);
             return Ok((report, 0));
         }
-        if self.keep_original {
-            if let Some(original) = job.original {
-                let original_algorithm = layer_compression(&original.media_type)
-                    .unwrap_or(CompressionAlgorithm::Unknown);
-                if original_algorithm != self.target_algorithm() {
-                    return Err(invalidates_signatures(
-                        &self.image,
-                        &format!(
-                            "layer {} in another compression ({:?} instead of {:?})",
-                            original.digest,
-                            self.target_algorithm(),
-                            original_algorithm
-                        ),
-                    ));
-                }
-            }
-        }
+        c.signatures
+            .check_layer(&c.image, job.original, c.compression.algorithm())?;
         self.send(job)
     }
 
-    /// Asks the destination for the layer (or an equivalent blob).
-    fn try_reuse(&self, job: &LayerJob<'_>) -> Result<Option<LayerReport>> {
-        let layer = job.layer;
-        let diff_id = layer.diff_id.as_str();
-        let info = |digest: &str, size: Option<u64>, compression| BlobInfo {
-            digest: digest.into(),
-            size: size.map(|s| s as i64).unwrap_or(-1),
-            media_type: Default::default(),
-            compression,
-            uncompressed_digest: diff_id.into(),
-            is_config: false,
-        };
-        // Blobs whose compression and size this copy knows, to check an answer.
-        let mut known: Vec<KnownBlob> = Vec::new();
-        let query = if self.keep_original {
-            let Some(original) = job.original else {
-                return Ok(None);
-            };
-            let algorithm =
-                layer_compression(&original.media_type).unwrap_or(CompressionAlgorithm::Unknown);
-            known.push(KnownBlob {
-                digest: original.digest.clone(),
-                size: original.size,
-                compression: algorithm,
-                locations: Vec::new(),
-            });
-            let mut blob = info(&original.digest, Some(original.size), algorithm);
-            blob.media_type = original.media_type.as_str().into();
-            ReuseQuery {
-                blob,
-                candidates: Default::default(),
-                can_substitute: false,
-            }
-        } else {
-            let blob = match self.target {
-                None => {
-                    known.push(KnownBlob {
-                        digest: diff_id.to_string(),
-                        size: layer.diff_size.unwrap_or(u64::MAX),
-                        compression: CompressionAlgorithm::None,
-                        locations: Vec::new(),
-                    });
-                    info(diff_id, layer.diff_size, CompressionAlgorithm::None)
-                }
-                Some(format) => info("", None, format.algorithm()),
-            };
-            let mut others: Vec<KnownBlob> = Vec::new();
-            if let Some(original) = job.original {
-                if let Some(algorithm) = layer_compression(&original.media_type) {
-                    others.push(KnownBlob {
-                        digest: original.digest.clone(),
-                        size: original.size,
-                        compression: algorithm,
-                        locations: Vec::new(),
-                    });
-                }
-            }
-            if let Some(cache) = self.cache {
-                others.extend(cache.candidates(diff_id));
-            }
-            let mut candidates = Vec::new();
-            for other in others {
-                if !self.acceptable.contains(&other.compression)
-                    || other.digest == diff_id
-                    || known.iter().any(|k| k.digest == other.digest)
-                    || Digest::parse(&other.digest).is_err()
-                {
-                    continue;
-                }
-                let locations: Vec<&str> = if other.locations.is_empty() {
-                    vec![""]
-                } else {
-                    other.locations.iter().map(String::as_str).take(3).collect()
-                };
-                for location in locations {
-                    if candidates.len() < MAX_CANDIDATES {
-                        candidates.push(ReuseCandidate {
-                            blob: info(&other.digest, Some(other.size), other.compression),
-                            location: location.into(),
-                        });
-                    }
-                }
-                known.push(other);
-            }
-            ReuseQuery {
-                blob,
-                candidates: candidates.into_iter().collect(),
-                can_substitute: true,
-            }
-        };
-        let answer = match self.dest.try_reuse_blob(&query) {
-            Ok(answer) => answer,
-            Err(e) if e.kind == ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(Error::Plugin(
-                    e.context(format!("checking for layer {diff_id}")),
-                ))
-            }
-        };
-        let Some(answer) = answer else {
-            return Ok(None);
-        };
-        let digest = answer.digest.as_str();
-        let (compression, size) = match known.iter().find(|k| k.digest == digest) {
-            Some(k) => (
-                k.compression,
-                answer.size().or((k.size != u64::MAX).then_some(k.size)),
-            ),
-            None => (answer.compression, answer.size()),
-        };
-        let usable = Digest::parse(digest).is_ok()
-            && size.is_some()
-            && if self.keep_original {
-                job.original.map(|o| o.digest.as_str()) == Some(digest)
-            } else {
-                self.acceptable.contains(&compression)
-            };
-        let Some(size) = size.filter(|_| usable) else {
-            log::debug!(
-                "ignoring the destination's unusable reuse answer {digest} for layer {diff_id}"
-            );
-            return Ok(None);
-        };
-        Ok(Some(LayerReport {
-            diff_id: diff_id.to_string(),
-            digest: digest.to_string(),
-            size,
-            compression,
-            reused: true,
-        }))
-    }
-
-    /// Streams the layer from the source into the destination.
-    fn send(&self, job: &LayerJob<'_>) -> Result<(LayerReport, u64)> {
-        let layer = job.layer;
-        let diff_id = &layer.diff_id;
-        let source_error: SourceError = Arc::new(Mutex::new(None));
-        let raw = self.source.open_layer(job.index)?;
+    /// The layer's tar from the source, counted and abortable, compressed as
+    /// planned.
+    fn open_stream(
+        &self,
+        job: &LayerJob<'_>,
+        state: &StreamState,
+    ) -> Result<Box<dyn Read + Send + '_>> {
+        let c = self.copier;
         let counted = SourceReader {
-            inner: raw,
+            inner: c.source.open_layer(job.index)?,
             index: job.index,
-            progress: self.progress,
+            progress: c.progress,
             abort: &self.abort,
-            error: Arc::clone(&source_error),
+            state: state.clone(),
         };
-        let stream: Box<dyn Read + Send + '_> = match self.target {
-            None => Box::new(counted),
+        match c.compression.target {
+            None => Ok(Box::new(counted)),
             Some(format) => compressing_reader(
                 Box::new(counted),
                 format,
-                self.level,
+                c.compression.level,
                 self.compression_threads,
             )
-            .map_err(|e| Error::io(format!("starting {format} compression"), e))?,
-        };
-        let algorithm = self.target_algorithm();
-        let mut sent = SentReader::new(stream);
+            .map_err(|e| Error::io(format!("starting {format} compression"), e)),
+        }
+    }
+
+    /// What the destination is told about the layer it is sent.
+    fn blob_info(&self, layer: &SourceLayer) -> BlobInfo {
+        let c = self.copier;
+        let algorithm = c.compression.algorithm();
         // Sent uncompressed, the blob is the verified layer tar itself: its
         // digest and size are known up front (destinations that frame blobs,
         // like a docker save archive, can then stream instead of spooling).
-        let (digest, size) = match self.target {
+        let (digest, size) = match c.compression.target {
             None => (
-                diff_id.as_str().into(),
+                layer.diff_id.as_str().into(),
                 layer.diff_size.map_or(-1, |s| s as i64),
             ),
             Some(_) => (Default::default(), -1),
         };
-        let info = BlobInfo {
+        BlobInfo {
             digest,
             size,
-            media_type: layer_media_type(self.hint_format, algorithm)
+            media_type: layer_media_type(c.formats[0], algorithm)
                 .unwrap_or("")
                 .into(),
             compression: algorithm,
-            uncompressed_digest: diff_id.as_str().into(),
+            uncompressed_digest: layer.diff_id.as_str().into(),
             is_config: false,
-        };
-        let what = format!("layer {diff_id} of {}", self.image);
-        let stored = self.dest.put_blob(&mut sent, &info);
-        let read_failure = |err: Option<io::Error>| -> Error {
-            if let Ok(slot) = source_error.lock() {
-                if let Some((kind, message)) = slot.as_ref() {
-                    if message == ABORTED {
-                        return Error::Other(ABORTED.to_string());
-                    }
-                    return if *kind == io::ErrorKind::InvalidData {
-                        Error::Integrity(message.clone())
-                    } else {
-                        Error::io(
-                            format!("reading {what}"),
-                            io::Error::new(*kind, message.clone()),
-                        )
-                    };
-                }
-            }
-            match err {
-                Some(e) if e.to_string() == ABORTED => Error::Other(ABORTED.to_string()),
-                Some(e) => Error::io(format!("compressing {what}"), e),
-                None => Error::Other(format!("sending {what} failed")),
-            }
-        };
-        let stored = match stored {
-            Ok(stored) => stored,
-            Err(e) => {
-                let from_source = source_error.lock().map(|s| s.is_some()).unwrap_or(false);
-                if from_source {
-                    return Err(read_failure(None));
-                }
-                if e.message.contains(ABORTED) {
-                    return Err(Error::Other(ABORTED.to_string()));
-                }
-                return Err(Error::Plugin(e.context(format!("storing {what}"))));
-            }
-        };
-        if !sent.at_eof() {
-            sent.drain().map_err(|e| read_failure(Some(e)))?;
         }
-        let (digest, count) = sent.finish();
+    }
+
+    /// Streams the layer from the source into the destination. A failure the
+    /// source stream recorded (its own read error, or the abort) is reported
+    /// as such, even when it reached kpod as the destination's error.
+    fn send(&self, job: &LayerJob<'_>) -> Result<(LayerReport, u64)> {
+        let c = self.copier;
+        let diff_id = &job.layer.diff_id;
+        let what = format!("layer {diff_id} of {}", c.image);
+        let state = StreamState::default();
+        let mut sent = DigestingReader::new(self.open_stream(job, &state)?);
+        let stored = c
+            .dest
+            .put_blob(&mut sent, &self.blob_info(job.layer))
+            .map_err(|e| {
+                state
+                    .failure(&what)
+                    .unwrap_or_else(|| Error::Plugin(e.context(format!("storing {what}"))))
+            })?;
+        if !sent.at_eof() {
+            // Whatever the destination left unread, so that the digest covers
+            // the whole blob.
+            io::copy(&mut sent, &mut io::sink()).map_err(|e| {
+                state
+                    .failure(&what)
+                    .unwrap_or_else(|| Error::io(format!("compressing {what}"), e))
+            })?;
+        }
+        let (digest, count) = (sent.digest().as_str().to_string(), sent.count());
         if stored.digest.as_str() != digest || stored.size() != Some(count) {
             return Err(Error::Integrity(format!(
                 "the destination stored {what} as {} ({} bytes), but kpod sent {digest} ({count} bytes)",
                 stored.digest, stored.size
             )));
         }
-        if self.target.is_none() && digest != *diff_id {
+        if c.compression.target.is_none() && digest != *diff_id {
             return Err(Error::Integrity(format!(
                 "{what} read as {digest}, not its diff ID"
             )));
         }
-        self.progress.blob_done(job.index, &digest, count);
-        Ok((
-            LayerReport {
-                diff_id: diff_id.clone(),
-                digest,
-                size: count,
-                compression: algorithm,
-                reused: false,
-            },
-            count,
-        ))
+        c.progress.blob_done(job.index, &digest, count);
+        let report = LayerReport {
+            diff_id: diff_id.clone(),
+            digest,
+            size: count,
+            compression: c.compression.algorithm(),
+            reused: false,
+        };
+        Ok((report, count))
+    }
+}
+
+/// A layer's report and the bytes sent for it, or why it failed.
+type LayerOutcome = Result<(LayerReport, u64)>;
+
+/// Runs the layer copies on `workers` threads; results come back in layer
+/// order. The first layer to fail aborts the others, and its error is the one
+/// returned.
+fn run_layers(
+    ctx: &LayerContext<'_>,
+    jobs: &[LayerJob<'_>],
+    workers: usize,
+) -> Result<Vec<(LayerReport, u64)>> {
+    let results: Mutex<Vec<Option<LayerOutcome>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let first_failure: Mutex<Option<usize>> = Mutex::new(None);
+    let work = || loop {
+        if ctx.abort.load(Ordering::Relaxed) {
+            break;
+        }
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(job) = jobs.get(i) else { break };
+        let result = ctx.copy_layer(job);
+        if result.is_err() && !ctx.abort.swap(true, Ordering::SeqCst) {
+            // The failure that stopped the others is the one to report.
+            if let Ok(mut first) = first_failure.lock() {
+                first.get_or_insert(i);
+            }
+        }
+        if let Ok(mut slots) = results.lock() {
+            slots[i] = Some(result);
+        }
+    };
+    if workers <= 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
+    }
+    let mut slots = results
+        .into_inner()
+        .map_err(|_| Error::Other("a layer copy thread panicked".to_string()))?;
+    if let Some(i) = first_failure.into_inner().ok().flatten() {
+        if let Some(Some(Err(e))) = slots.get_mut(i).map(Option::take) {
+            return Err(e);
+        }
+    }
+    collect_outcomes(slots, jobs.len())
+}
+
+/// The layers' results in order, or the first real error (an abort only when
+/// there is no other).
+fn collect_outcomes(
+    slots: Vec<Option<LayerOutcome>>,
+    expected: usize,
+) -> Result<Vec<(LayerReport, u64)>> {
+    let mut out = Vec::with_capacity(slots.len());
+    let mut aborted = false;
+    let mut first_error: Option<Error> = None;
+    for slot in slots.into_iter().flatten() {
+        match slot {
+            Ok(r) => out.push(r),
+            Err(Error::Aborted) => aborted = true,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if aborted {
+        return Err(Error::Aborted);
+    }
+    if out.len() != expected {
+        return Err(Error::Other("not every layer was copied".to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kpod_plugin_sdk::CompressionAlgorithm;
+
+    fn report(n: u8) -> (LayerReport, u64) {
+        let digest = format!("sha256:{n:064x}");
+        let report = LayerReport {
+            diff_id: digest.clone(),
+            digest,
+            size: n as u64,
+            compression: CompressionAlgorithm::None,
+            reused: false,
+        };
+        (report, n as u64)
+    }
+
+    #[test]
+    fn a_real_error_wins_over_aborts_and_order_is_kept() {
+        let slots = vec![
+            Some(Err(Error::Aborted)),
+            Some(Err(Error::Integrity("layer 2 is corrupt".into()))),
+            Some(Err(Error::Aborted)),
+        ];
+        let err = collect_outcomes(slots, 3).unwrap_err();
+        assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+
+        let slots = vec![Some(Ok(report(1))), Some(Err(Error::Aborted)), None];
+        assert!(matches!(
+            collect_outcomes(slots, 3).unwrap_err(),
+            Error::Aborted
+        ));
+
+        let slots = vec![Some(Ok(report(1))), None];
+        assert!(collect_outcomes(slots, 2).is_err(), "a layer never copied");
+
+        let slots = vec![Some(Ok(report(2))), Some(Ok(report(1)))];
+        let out = collect_outcomes(slots, 2).unwrap();
+        assert_eq!(out, [report(2), report(1)]);
     }
 }

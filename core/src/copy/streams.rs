@@ -1,18 +1,51 @@
-//! Readers the pipeline wraps around layer streams: one that counts progress,
-//! remembers the source's own error and stops when the copy is aborted, and one
-//! that digests and counts what is sent.
+//! The reader the pipeline wraps around a source layer stream: it counts
+//! progress, stops when the copy is aborted, and remembers why the stream
+//! failed, so that a failure seen only as a destination's error (the plugin's
+//! `put_blob` read kpod's stream and gave up) is still reported as the source's.
 
 use super::progress::Progress;
-use sha2::{Digest as _, Sha256};
+use crate::Error;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The message of the error a reader returns when another layer failed.
-pub(crate) const ABORTED: &str = "copy aborted because another blob failed";
+/// Why a source stream failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StreamFailure {
+    /// The copy was aborted (another blob failed); the stream refused to go on.
+    Aborted,
+    /// The source's own read failed, with this kind and message.
+    Read(io::ErrorKind, String),
+}
 
-/// The first error the source stream returned, as kind and message.
-pub(crate) type SourceError = Arc<Mutex<Option<(io::ErrorKind, String)>>>;
+/// The first failure of a source stream, shared between the reader (which may
+/// run on a compression thread) and the layer copy that reports it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamState(Arc<Mutex<Option<StreamFailure>>>);
+
+impl StreamState {
+    fn record(&self, failure: StreamFailure) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(failure);
+        }
+    }
+
+    /// The error to report for a stream that failed, when it was the source
+    /// stream that failed; `what` names the blob, e.g. `layer sha256:... of app`.
+    pub fn failure(&self, what: &str) -> Option<Error> {
+        let slot = self.0.lock().ok()?;
+        Some(match slot.as_ref()? {
+            StreamFailure::Aborted => Error::Aborted,
+            StreamFailure::Read(io::ErrorKind::InvalidData, message) => {
+                Error::Integrity(message.clone())
+            }
+            StreamFailure::Read(kind, message) => Error::io(
+                format!("reading {what}"),
+                io::Error::new(*kind, message.clone()),
+            ),
+        })
+    }
+}
 
 /// Wraps a source layer stream.
 pub(crate) struct SourceReader<'a> {
@@ -20,13 +53,14 @@ pub(crate) struct SourceReader<'a> {
     pub index: usize,
     pub progress: &'a dyn Progress,
     pub abort: &'a AtomicBool,
-    pub error: SourceError,
+    pub state: StreamState,
 }
 
 impl Read for SourceReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.abort.load(Ordering::Relaxed) {
-            return Err(io::Error::other(ABORTED));
+            self.state.record(StreamFailure::Aborted);
+            return Err(io::Error::other(Error::Aborted.to_string()));
         }
         match self.inner.read(buf) {
             Ok(n) => {
@@ -37,9 +71,8 @@ impl Read for SourceReader<'_> {
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    if let Ok(mut slot) = self.error.lock() {
-                        slot.get_or_insert_with(|| (e.kind(), e.to_string()));
-                    }
+                    self.state
+                        .record(StreamFailure::Read(e.kind(), e.to_string()));
                 }
                 Err(e)
             }
@@ -47,59 +80,68 @@ impl Read for SourceReader<'_> {
     }
 }
 
-/// Digests and counts the bytes handed to the destination.
-pub(crate) struct SentReader<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    hasher: Sha256,
-    count: u64,
-    eof: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::NoProgress;
 
-impl<'a> SentReader<'a> {
-    pub fn new(inner: Box<dyn Read + Send + 'a>) -> Self {
-        SentReader {
+    struct Failing(io::ErrorKind);
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::new(self.0, "layer x of y is corrupt"))
+        }
+    }
+
+    fn reader<'a>(
+        inner: Box<dyn Read + Send + 'a>,
+        abort: &'a AtomicBool,
+        state: &StreamState,
+    ) -> SourceReader<'a> {
+        SourceReader {
             inner,
-            hasher: Sha256::new(),
-            count: 0,
-            eof: false,
+            index: 0,
+            progress: &NoProgress,
+            abort,
+            state: state.clone(),
         }
     }
 
-    /// Reads whatever the destination left unread, so that the digest covers
-    /// the whole blob.
-    pub fn drain(&mut self) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
-        while !self.eof {
-            let _ = self.read(&mut buf)?;
-        }
-        Ok(())
+    #[test]
+    fn an_abort_is_known_by_state_not_by_message() {
+        let abort = AtomicBool::new(false);
+        let state = StreamState::default();
+        let mut r = reader(Box::new(&b"abc"[..]), &abort, &state);
+        let mut buf = [0u8; 2];
+        assert_eq!(r.read(&mut buf).unwrap(), 2);
+        assert!(state.failure("layer").is_none());
+        abort.store(true, Ordering::SeqCst);
+        assert!(r.read(&mut buf).is_err());
+        assert!(matches!(state.failure("layer"), Some(Error::Aborted)));
     }
 
-    /// Whether the end of the stream was reached.
-    pub fn at_eof(&self) -> bool {
-        self.eof
-    }
+    #[test]
+    fn a_source_error_is_kept_with_its_kind() {
+        let abort = AtomicBool::new(false);
+        let corrupt = StreamState::default();
+        let mut r = reader(
+            Box::new(Failing(io::ErrorKind::InvalidData)),
+            &abort,
+            &corrupt,
+        );
+        assert!(r.read(&mut [0u8; 4]).is_err());
+        // The first failure wins over a later abort.
+        abort.store(true, Ordering::SeqCst);
+        assert!(r.read(&mut [0u8; 4]).is_err());
+        let err = corrupt.failure("layer x").unwrap();
+        assert!(matches!(err, Error::Integrity(_)), "{err:?}");
 
-    /// `sha256:<hex>` and byte count of what was read.
-    pub fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.count,
-        )
-    }
-}
-
-impl Read for SentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            self.eof = true;
-        }
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
+        abort.store(false, Ordering::SeqCst);
+        let broken = StreamState::default();
+        let mut r = reader(Box::new(Failing(io::ErrorKind::Other)), &abort, &broken);
+        assert!(r.read(&mut [0u8; 4]).is_err());
+        let err = broken.failure("layer x").unwrap();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("reading layer x: "), "{err}");
     }
 }

@@ -72,8 +72,7 @@ impl Environment {
     /// The environment of this process.
     pub fn current() -> Self {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = rustix::process::geteuid().as_raw();
         Environment {
             rootless: uid != 0,
             uid,

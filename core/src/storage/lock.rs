@@ -3,6 +3,12 @@
 //! is never seen half-done, write locks (with the "last writer" bytes updated)
 //! while kpod changes a store.
 //!
+//! The locks are containers/storage's (`pkg/lockfile`): POSIX record locks,
+//! `fcntl(F_SETLKW)` with `F_RDLCK` or `F_WRLCK` over the whole file
+//! (`SEEK_SET`, start 0, length 0), taken through rustix's `fcntl_lock`. They
+//! are not `flock(2)` locks, which Linux keeps apart from record locks: podman
+//! would not see those.
+//!
 //! fcntl locks belong to the process, and closing ANY descriptor of a file
 //! drops all of the process's locks on it. So every lock file is opened once
 //! per process and shared by reference count: the lock is taken when the
@@ -10,9 +16,10 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
+
+use rustix::fs::FlockOperation;
 
 use crate::{Error, Result};
 
@@ -121,7 +128,7 @@ impl WriteLock {
         }
         drop(guard);
         let outcome = open_for_write(&path).and_then(|file| {
-            set_lock(&file, libc::F_WRLCK, &path)?;
+            set_lock(&file, FlockOperation::LockExclusive, &path)?;
             Ok(file)
         });
         if outcome.is_err() {
@@ -144,15 +151,11 @@ impl Drop for WriteLock {
     fn drop(&mut self) {
         if self.touched {
             let token = random_hex();
-            // SAFETY: valid descriptor and buffer.
-            let rc = unsafe {
-                libc::pwrite(self.file.as_raw_fd(), token.as_ptr().cast(), token.len(), 0)
-            };
-            if rc < 0 {
+            if let Err(e) = rustix::io::pwrite(&self.file, token.as_bytes(), 0) {
                 log::warn!(
                     "updating the last-writer token of {}: {}",
                     self.path.display(),
-                    std::io::Error::last_os_error()
+                    std::io::Error::from(e)
                 );
             }
         }
@@ -191,9 +194,9 @@ fn random_hex() -> String {
 /// Fills `buf` from the kernel's random source; should that fail, with the
 /// time and process ID, which still differ between writers.
 pub(crate) fn random_bytes(buf: &mut [u8]) {
-    // SAFETY: the buffer is valid for its length.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n == buf.len() as isize {
+    if rustix::rand::getrandom(&mut *buf, rustix::rand::GetRandomFlags::empty())
+        .is_ok_and(|n| n == buf.len())
+    {
         return;
     }
     let seed = std::time::SystemTime::now()
@@ -221,49 +224,98 @@ fn open_and_lock(path: &Path) -> Result<Option<File>> {
             ))
         }
     };
-    set_lock(&file, libc::F_RDLCK, path)?;
+    set_lock(&file, FlockOperation::LockShared, path)?;
     Ok(Some(file))
 }
 
-/// Waits for and takes an fcntl lock of `kind` (F_RDLCK or F_WRLCK) on the whole file.
-fn set_lock(file: &File, kind: libc::c_int, path: &Path) -> Result<()> {
+/// Waits for and takes the fcntl record lock `how` (`LockShared`: `F_RDLCK`,
+/// `LockExclusive`: `F_WRLCK`, with `F_SETLKW`) on the whole file.
+fn set_lock(file: &File, how: FlockOperation, path: &Path) -> Result<()> {
     loop {
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = kind as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = 0;
-        fl.l_len = 0;
-        // SAFETY: valid descriptor and a fully initialised flock struct.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &fl) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            let what = if kind == libc::F_WRLCK {
-                "write"
-            } else {
-                "read"
-            };
-            return Err(Error::io(
-                format!("taking a {what} lock on {}", path.display()),
-                err,
-            ));
+        match rustix::fs::fcntl_lock(file, how) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                let what = if how == FlockOperation::LockExclusive {
+                    "write"
+                } else {
+                    "read"
+                };
+                return Err(Error::io(
+                    format!("taking a {what} lock on {}", path.display()),
+                    e.into(),
+                ));
+            }
         }
     }
 }
 
+/// Drops this process's fcntl lock on the whole file (`F_SETLK`, `F_UNLCK`).
 fn unlock(file: &File) {
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_UNLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // SAFETY: valid descriptor and a fully initialised flock struct.
-    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
+    let _ = rustix::fs::fcntl_lock(file, FlockOperation::NonBlockingUnlock);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::process::{Flock, FlockType};
+
+    /// Set in the child copy of this test binary that [`seen_elsewhere`] starts.
+    const PROBE_ENV: &str = "KPOD_LOCK_PROBE";
+    const PROBE_ANSWER: &str = "lock-probe: ";
+
+    /// The fcntl lock another process finds on `path` when it asks
+    /// (`F_GETLK`) for a write lock, as podman would: "write", "read" or
+    /// "none". fcntl locks are per process, so this runs [`lock_probe`] in a
+    /// child copy of this test binary.
+    fn seen_elsewhere(path: &Path) -> String {
+        let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("{module}::lock_probe")])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(PROBE_ENV, path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // libtest prints the probe's line after the test's name.
+        stdout
+            .split(PROBE_ANSWER)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the lock probe did not answer: {stdout}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_string()
+    }
+
+    /// The lock that blocks a write lock on `path` for this process.
+    fn blocking_lock(path: &Path) -> &'static str {
+        let file = File::open(path).unwrap();
+        match rustix::process::fcntl_getlk(&file, &Flock::from(FlockType::WriteLock)).unwrap() {
+            None => "none",
+            Some(lock) if lock.typ == FlockType::WriteLock => "write",
+            Some(_) => "read",
+        }
+    }
+
+    /// In the child [`seen_elsewhere`] starts: prints [`blocking_lock`] of
+    /// `$KPOD_LOCK_PROBE`. Run on its own: checks that a file nobody locks
+    /// shows no lock.
+    #[test]
+    fn lock_probe() {
+        match std::env::var_os(PROBE_ENV) {
+            Some(path) => println!("{PROBE_ANSWER}{}", blocking_lock(Path::new(&path))),
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().join("free.lock");
+                std::fs::write(&p, b"").unwrap();
+                assert_eq!(blocking_lock(&p), "none");
+            }
+        }
+    }
 
     #[test]
     fn nested_locks_share_one_descriptor() {
@@ -281,27 +333,23 @@ mod tests {
     }
 
     #[test]
+    fn read_locks_are_record_locks_another_process_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("layers.lock");
+        std::fs::write(&p, b"").unwrap();
+        let read = ReadLock::acquire(&p).unwrap();
+        assert_eq!(seen_elsewhere(&p), "read");
+        drop(read);
+        assert_eq!(seen_elsewhere(&p), "none");
+    }
+
+    #[test]
     fn write_lock_creates_touches_and_excludes_another_process() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("images.lock");
         let mut lock = WriteLock::acquire(&p).unwrap();
-        // Nobody else can take even a read lock while we write (an open file
-        // description lock conflicts with our process lock, like another
-        // process's would).
-        let file = File::open(&p).unwrap();
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_RDLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: valid descriptor and flock struct.
-        assert_eq!(
-            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) },
-            0
-        );
-        assert_eq!(
-            fl.l_type as libc::c_int,
-            libc::F_WRLCK,
-            "the write lock is visible"
-        );
+        // Nobody else can take even a read lock while we write.
+        assert_eq!(seen_elsewhere(&p), "write", "the write lock is visible");
         lock.touch();
         drop(lock);
         let first = std::fs::read_to_string(&p).unwrap();

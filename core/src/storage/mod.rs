@@ -21,6 +21,10 @@
 //! std::io::copy(&mut tar, &mut std::io::sink()).expect("verified layer");
 //! # Ok::<(), kpod_core::Error>(())
 //! ```
+//!
+//! System calls go through rustix; no module of the store holds `unsafe` code.
+
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod bigdata;

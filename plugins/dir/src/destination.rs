@@ -1,6 +1,14 @@
 //! The `dir:` destination: a staging directory renamed over the target at
 //! commit.
+//!
+//! Each push holds its staging directory (`.NAME.kpod-tmp-*`) with `flock`,
+//! and holds the old image while it moves it aside at commit
+//! (`.NAME.kpod-old-*`), so the next push into the same directory can tell
+//! what killed pushes left from live work ([`kpod_plugin_sdk::held`]): it
+//! removes those leftovers, and puts an old image back when its push died
+//! between the two renames of its commit.
 
+use kpod_plugin_sdk::held::{self, Hold, TryHold};
 use kpod_plugin_sdk::prelude::*;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -23,6 +31,8 @@ pub struct DirDestination {
     target: PathBuf,
     /// The staging directory; `None` once committed.
     staging: Option<TempDir>,
+    /// The `flock` on it (released after it, when dropped).
+    staging_hold: Option<Hold>,
     /// Its path, kept for use through `&self`.
     staging_path: PathBuf,
     /// Whether the target held a dir: image when the push started, so that
@@ -37,18 +47,27 @@ struct State {
 }
 
 impl DirDestination {
-    /// Prepares a push into `path`: checks that an existing `path` may be
-    /// replaced, and creates the staging directory (and `path`'s parent, when
-    /// missing). Nothing at `path` changes until commit.
+    /// Prepares a push into `path`: removes what killed pushes left beside
+    /// it, checks that an existing `path` may be replaced, and creates the
+    /// staging directory (and `path`'s parent, when missing). Nothing at
+    /// `path` changes until commit, but for an image a killed push had moved
+    /// aside, which is put back.
     pub fn open(path: &Path) -> Result<Self, PluginError> {
         let target = resolve_target(path)?;
-        let previous_image = check_replaceable(&target)?;
         let (parent, name) = parent_and_name(&target)?;
+        // First, as it may put back the image a killed commit moved aside.
+        clean_leftovers(&parent);
+        let previous_image = check_replaceable(&target)?;
         fs::create_dir_all(&parent).map_err(|e| io_error("creating directory", &parent, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{name}.kpod-tmp-"))
-            .tempdir_in(&parent)
-            .map_err(|e| io_error("creating a staging directory in", &parent, e))?;
+        let (staging, staging_hold) = held::create(
+            || {
+                tempfile::Builder::new()
+                    .prefix(&held::temp_prefix(&name))
+                    .tempdir_in(&parent)
+            },
+            |dir| dir.path(),
+        )
+        .map_err(|e| io_error("creating a staging directory in", &parent, e))?;
         let staging_path = staging.path().to_path_buf();
         fs::set_permissions(&staging_path, fs::Permissions::from_mode(0o755))
             .map_err(|e| io_error("setting permissions of", &staging_path, e))?;
@@ -57,6 +76,7 @@ impl DirDestination {
         Ok(DirDestination {
             target,
             staging: Some(staging),
+            staging_hold: Some(staging_hold),
             staging_path,
             previous_image,
             state: Mutex::new(State::default()),
@@ -202,13 +222,12 @@ impl Destination for DirDestination {
         // Check again: the target may have changed since the push began.
         check_replaceable(&self.target)?;
         let staging_path = staging.keep();
-        match replace_dir(&staging_path, &self.target) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = fs::remove_dir_all(&staging_path);
-                Err(e)
-            }
+        let result = replace_dir(&staging_path, &self.target);
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging_path);
         }
+        self.staging_hold = None;
+        result
     }
 }
 
@@ -290,27 +309,75 @@ fn aside_path(target: &Path) -> Result<PathBuf, PluginError> {
     }
 }
 
-/// Renames `staging` to `target`, moving an existing `target` aside first and
-/// removing it afterwards. On failure the old `target` is put back.
+/// Renames `staging` to `target`. An existing `target` is held while it is
+/// moved aside and removed afterwards; on failure it is put back.
 fn replace_dir(staging: &Path, target: &Path) -> Result<(), PluginError> {
     let (parent, _) = parent_and_name(target)?;
-    if fs::symlink_metadata(target).is_err() {
-        fs::rename(staging, target)
-            .map_err(|e| io_error("renaming the staging directory to", target, e))?;
-    } else {
-        let aside = aside_path(target)?;
-        fs::rename(target, &aside).map_err(|e| io_error("moving aside", target, e))?;
-        if let Err(e) = fs::rename(staging, target) {
-            let _ = fs::rename(&aside, target);
-            return Err(io_error("renaming the staging directory to", target, e));
+    let mut replaced = false;
+    for _ in 0..100 {
+        replaced = swap_in(staging, target)?;
+        if replaced {
+            break;
         }
-        // The new image is in place; a leftover old directory is only clutter.
-        let _ = fs::remove_dir_all(&aside);
+    }
+    if !replaced {
+        return Err(PluginError::other(format!(
+            "dir: {} keeps being replaced by another writer",
+            target.display()
+        )));
     }
     if let Ok(dir) = File::open(&parent) {
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// One attempt of [`replace_dir`]: `false` when `target` was replaced
+/// between looking at it and locking it.
+fn swap_in(staging: &Path, target: &Path) -> Result<bool, PluginError> {
+    if fs::symlink_metadata(target).is_err() {
+        fs::rename(staging, target)
+            .map_err(|e| io_error("renaming the staging directory to", target, e))?;
+        return Ok(true);
+    }
+    let old = match Hold::wait(target).map_err(|e| io_error("locking", target, e))? {
+        TryHold::Held(hold) => hold,
+        TryHold::Unsupported => Hold::none(),
+        TryHold::Busy => return Ok(false),
+    };
+    let aside = aside_path(target)?;
+    fs::rename(target, &aside).map_err(|e| io_error("moving aside", target, e))?;
+    if let Err(e) = fs::rename(staging, target) {
+        let _ = fs::rename(&aside, target);
+        return Err(io_error("renaming the staging directory to", target, e));
+    }
+    // The new image is in place; the old directory is only clutter now.
+    let _ = fs::remove_dir_all(&aside);
+    drop(old);
+    Ok(true)
+}
+
+/// Removes what killed pushes left in `parent`: staging directories and
+/// temporary files (`.NAME.kpod-tmp-*`) that no live push holds, and old
+/// images moved aside at commit (`.NAME.kpod-old-*`) that nobody holds: such
+/// an image is put back at `NAME` when `NAME` is missing (its push died
+/// between the two renames), else removed.
+fn clean_leftovers(parent: &Path) {
+    let leftover = |name: &str| held::is_kpod_temp_name(name) || aside_target(name).is_some();
+    held::for_each_unheld(parent, leftover, |path, name| {
+        if let Some(target) = aside_target(name).map(|t| parent.join(t)) {
+            if fs::symlink_metadata(&target).is_err() && fs::rename(path, &target).is_ok() {
+                return;
+            }
+        }
+        let _ = held::remove_entry(path);
+    });
+}
+
+/// `NAME` for `.NAME.kpod-old-*`, the name of an image moved aside.
+fn aside_target(name: &str) -> Option<&str> {
+    let (target, _) = name.strip_prefix('.')?.rsplit_once(".kpod-old-")?;
+    (!target.is_empty()).then_some(target)
 }
 
 /// Writes `data` to `path` and syncs it.

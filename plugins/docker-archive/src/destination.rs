@@ -3,6 +3,7 @@
 
 use crate::reference::ArchiveReference;
 use kpod_docker_archive_writer::{incoming, ArchiveWriter};
+use kpod_plugin_sdk::held::{self, Hold};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
 use std::fs::{self, File};
@@ -20,7 +21,9 @@ const WHO: &str = "docker-archive";
 /// Blobs are written in the order they arrive; a layer whose digest or size
 /// kpod does not announce is first spooled to an unnamed temporary file in
 /// the target's directory (never into memory). Dropped without a commit, the
-/// temporary archive is deleted and `PATH` is left as it was.
+/// temporary archive is deleted and `PATH` is left as it was. The temporary
+/// archive is held with `flock` while in use, and opening a push removes the
+/// ones killed pushes left beside it ([`kpod_plugin_sdk::held`]).
 ///
 /// When `PATH` is a FIFO or a character device (`/dev/stdout`, a pipe to
 /// `docker load`), the archive is written straight into it, as
@@ -40,6 +43,9 @@ struct State {
     /// The temporary archive (deleted when dropped); `None` when writing
     /// straight into a FIFO or device.
     tmp: Option<NamedTempFile>,
+    /// The `flock` that tells later pushes the temporary archive is in use
+    /// (released after it is gone).
+    _tmp_hold: Option<Hold>,
     image_added: bool,
 }
 
@@ -62,6 +68,7 @@ impl DockerArchiveDestination {
                 state: Mutex::new(State {
                     writer: Some(ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file))),
                     tmp: None,
+                    _tmp_hold: None,
                     image_added: false,
                 }),
             });
@@ -79,11 +86,18 @@ impl DockerArchiveDestination {
                     target.display()
                 ))
             })?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.kpod-tmp-"))
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(&parent)
-            .map_err(|e| io_error("creating a temporary file in", &parent, e))?;
+        // What killed pushes left here: temporaries nobody holds.
+        held::remove_unheld(&parent, held::is_kpod_temp_name);
+        let (tmp, tmp_hold) = held::create(
+            || {
+                tempfile::Builder::new()
+                    .prefix(&held::temp_prefix(&name))
+                    .permissions(fs::Permissions::from_mode(0o644))
+                    .tempfile_in(&parent)
+            },
+            |tmp| tmp.path(),
+        )
+        .map_err(|e| io_error("creating a temporary file in", &parent, e))?;
         let file = tmp
             .as_file()
             .try_clone()
@@ -96,6 +110,7 @@ impl DockerArchiveDestination {
             state: Mutex::new(State {
                 writer: Some(writer),
                 tmp: Some(tmp),
+                _tmp_hold: Some(tmp_hold),
                 image_added: false,
             }),
         })

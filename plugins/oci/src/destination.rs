@@ -1,65 +1,100 @@
 //! The `oci:` destination.
 
 use crate::index::{Index, NewManifest};
+use crate::lock::{LayoutLock, LOCK_NAME};
 use crate::reference::OciReference;
+use crate::references::referenced_blobs;
+use crate::run::{self, Run};
 use kpod_plugin_sdk::prelude::*;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The content of `oci-layout`.
 pub const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// One push into `oci:PATH[:TAG]`.
+/// One push into `oci:PATH[:TAG]`, safe beside other pushes into the same
+/// layout.
 ///
-/// Blobs (the manifest among them) go straight to `blobs/sha256/` through a
-/// temporary file and a rename; [`Destination::commit`] merges the manifest
-/// into `index.json` and replaces that file atomically. Dropped without a
-/// commit, it leaves the layout as it was: `index.json` untouched, the blobs this
-/// push added removed again, and the directory removed when the push created it.
+/// Blobs (the manifest among them) are written in the push's run directory
+/// ([`Run`]) and linked into `blobs/sha256/` (never over a blob already
+/// there); [`Destination::commit`] merges the manifest into `index.json` under
+/// the layout lock ([`LayoutLock`]) and replaces that file atomically. Dropped
+/// without a commit, it leaves the layout as it was: under the lock it removes
+/// the blobs it created that neither `index.json` references nor another push
+/// holds, and the directories it created when they end up empty.
 pub struct OciDestination {
     root: PathBuf,
     tag: Option<String>,
-    /// Whether this push created `root` (then a failed push removes it).
-    created_root: bool,
+    /// What this push created at open: the layout directory, `blobs`,
+    /// `blobs/sha256` and the lock file (removed again by a failed push
+    /// when nothing else is in them).
+    created: Created,
     committed: bool,
     manifest: Mutex<Option<NewManifest>>,
-    /// Blob files this push created (not those it found already there).
-    new_blobs: Mutex<Vec<PathBuf>>,
+    /// `None` once committed or rolled back.
+    run: Option<Run>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Created {
+    root: bool,
+    blobs: bool,
+    blob_dir: bool,
+    lock: bool,
 }
 
 impl OciDestination {
     /// Prepares a push: checks an existing layout (its `index.json` must
-    /// parse) and creates the directory and `blobs/sha256` when missing.
+    /// parse), creates the directory and `blobs/sha256` when missing, rolls
+    /// back what killed pushes left, and creates this push's run directory.
     pub fn open(reference: &OciReference) -> Result<Self, PluginError> {
         let root = reference.path.clone();
-        let created_root = match fs::metadata(&root) {
-            Ok(meta) if meta.is_dir() => false,
+        let missing = |p: &Path| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound);
+        match fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => {
+                read_index(&root)?;
+            }
             Ok(_) => {
                 return Err(PluginError::invalid_input(format!(
                     "oci: {} exists and is not a directory",
                     root.display()
                 )))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("inspecting", &root, e)),
-        };
-        if !created_root {
-            read_index(&root)?;
         }
-        let dest = OciDestination {
+        let created = Created {
+            root: missing(&root),
+            blobs: missing(&root.join("blobs")),
+            blob_dir: missing(&run::blob_dir(&root)),
+            lock: missing(&root.join(LOCK_NAME)),
+        };
+        let lock = LayoutLock::acquire(&root, true)?;
+        run::clean_stale(&root);
+        let blobs = run::blob_dir(&root);
+        let run = fs::create_dir_all(&blobs)
+            .map_err(|e| io_error("creating directory", &blobs, e))
+            .and_then(|()| {
+                Run::create(&root)
+                    .map_err(|e| io_error("creating a temporary directory in", &root, e))
+            });
+        let run = match run {
+            Ok(run) => run,
+            Err(e) => {
+                tidy_unused_layout(&root, &lock, created);
+                return Err(e);
+            }
+        };
+        Ok(OciDestination {
             root,
             tag: reference.tag.clone(),
-            created_root,
+            created,
             committed: false,
             manifest: Mutex::new(None),
-            new_blobs: Mutex::new(Vec::new()),
-        };
-        let blobs = dest.blob_dir();
-        fs::create_dir_all(&blobs).map_err(|e| io_error("creating directory", &blobs, e))?;
-        Ok(dest)
+            run: Some(run),
+        })
     }
 
     /// The layout directory.
@@ -67,16 +102,17 @@ impl OciDestination {
         &self.root
     }
 
-    fn blob_dir(&self) -> PathBuf {
-        self.root.join("blobs").join("sha256")
+    fn run(&self) -> Result<&Run, PluginError> {
+        self.run.as_ref().ok_or_else(|| {
+            PluginError::other(format!(
+                "oci: {}: the push was already committed",
+                self.root.display()
+            ))
+        })
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.blob_dir().join(digest.hex())
-    }
-
-    /// Writes `data` from `stream` to a temporary file in the layout and
-    /// renames it to its blob path, after checking it against `info`.
+    /// Writes `data` from `stream` to a temporary file in the run directory
+    /// and places it as its blob, after checking it against `info`.
     fn store_blob(
         &self,
         stream: &mut dyn Read,
@@ -85,7 +121,10 @@ impl OciDestination {
         if !info.digest.is_empty() {
             Digest::parse(&info.digest)?; // a malformed digest fails before any byte is read
         }
-        let tmp = new_temp_file(&self.root, ".kpod-blob-")?;
+        let run = self.run()?;
+        let tmp = run
+            .temp_file("blob-")
+            .map_err(|e| io_error("creating a temporary file in", run.path(), e))?;
         let mut out = DigestingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp));
         io::copy(stream, &mut out).map_err(|e| {
             PluginError::from(e)
@@ -97,33 +136,47 @@ impl OciDestination {
             .into_inner()
             .into_inner()
             .map_err(|e| io_error("writing into", &self.root, e.into_error()))?;
-        let path = self.blob_path(&digest);
-        if path.exists() {
-            // Same digest, same content: keep the file the layout already had.
-            drop(tmp);
-        } else {
-            persist(tmp, &path)?;
-            self.new_blobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(path);
-        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| io_error("syncing", tmp.path(), e))?;
+        run.place(tmp, &digest).map_err(|e| {
+            io_error(
+                "placing blob",
+                &run::blob_dir(&self.root).join(digest.hex()),
+                e,
+            )
+        })?;
         Ok((digest, size))
+    }
+
+    /// Merges the manifest into `index.json` and replaces it; the caller
+    /// holds the layout lock.
+    fn commit_locked(&self, manifest: &NewManifest) -> Result<(), PluginError> {
+        let run = self.run()?;
+        run.restore_blobs()?;
+        let layout = self.root.join("oci-layout");
+        if fs::read(&layout).ok().as_deref() != Some(OCI_LAYOUT_CONTENT.as_bytes()) {
+            replace_file(run, &layout, OCI_LAYOUT_CONTENT.as_bytes())?;
+        }
+        let mut index = read_index(&self.root)?.unwrap_or_default();
+        index.add(manifest)?;
+        replace_file(run, &self.root.join("index.json"), &index.to_bytes()?)?;
+        run::sync_dir(&self.root).map_err(|e| io_error("syncing", &self.root, e))
     }
 }
 
 impl Drop for OciDestination {
     fn drop(&mut self) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
         if self.committed {
             return;
         }
-        if self.created_root {
-            let _ = fs::remove_dir_all(&self.root);
-        } else {
-            let blobs = std::mem::take(self.new_blobs.get_mut().unwrap_or_else(|p| p.into_inner()));
-            for blob in blobs {
-                let _ = fs::remove_file(blob);
-            }
+        // Without the lock (the layout is gone), only the run directory goes.
+        if let Ok(lock) = LayoutLock::acquire(&self.root, false) {
+            run.roll_back(referenced_blobs(&self.root).as_ref());
+            tidy_unused_layout(&self.root, &lock, self.created);
         }
     }
 }
@@ -150,13 +203,15 @@ impl Destination for OciDestination {
             let Ok(digest) = Digest::parse(&blob.digest) else {
                 continue;
             };
-            if let Ok(meta) = fs::metadata(self.blob_path(&digest)) {
-                if meta.is_file() {
-                    return Ok(Some(BlobInfo {
-                        size: meta.len() as i64,
-                        ..blob.clone()
-                    }));
-                }
+            let run = self.run()?;
+            let found = run
+                .hold_existing(&digest)
+                .map_err(|e| io_error("holding a blob in", run.path(), e))?;
+            if let Some(size) = found {
+                return Ok(Some(BlobInfo {
+                    size: size as i64,
+                    ..blob.clone()
+                }));
             }
         }
         Ok(None)
@@ -203,23 +258,35 @@ impl Destination for OciDestination {
                     self.root.display()
                 ))
             })?;
-        let layout = self.root.join("oci-layout");
-        if fs::read(&layout).ok().as_deref() != Some(OCI_LAYOUT_CONTENT.as_bytes()) {
-            replace_file(&self.root, &layout, OCI_LAYOUT_CONTENT.as_bytes())?;
-        }
-        // Read the index again: another push may have changed it meanwhile.
-        let mut index = read_index(&self.root)?.unwrap_or_default();
-        index.add(&manifest)?;
-        replace_file(
-            &self.root,
-            &self.root.join("index.json"),
-            &index.to_bytes()?,
-        )?;
+        let lock = LayoutLock::acquire(&self.root, false)?;
+        self.commit_locked(&manifest)?;
         self.committed = true;
-        if let Ok(dir) = File::open(&self.root) {
-            let _ = dir.sync_all();
-        }
+        drop(lock);
+        self.run = None;
         Ok(())
+    }
+}
+
+/// After a failed push, under the layout lock: when the layout lists no
+/// image, removes the directories and the lock file this push created, each
+/// only when nothing else is in it (another push may be using the layout).
+fn tidy_unused_layout(root: &Path, lock: &LayoutLock, created: Created) {
+    if fs::symlink_metadata(root.join("index.json")).is_ok() {
+        return;
+    }
+    if created.blob_dir {
+        let _ = fs::remove_dir(run::blob_dir(root));
+    }
+    if created.blobs {
+        let _ = fs::remove_dir(root.join("blobs"));
+    }
+    let only_the_lock = fs::read_dir(root)
+        .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == LOCK_NAME)));
+    if created.lock && only_the_lock {
+        let _ = lock.remove_file();
+        if created.root {
+            let _ = fs::remove_dir(root);
+        }
     }
 }
 
@@ -238,30 +305,18 @@ fn read_index(root: &Path) -> Result<Option<Index>, PluginError> {
     }
 }
 
-fn new_temp_file(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile, PluginError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .permissions(fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| io_error("creating a temporary file in", dir, e))
-}
-
-/// Syncs a temporary file and renames it to `path`.
-fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), PluginError> {
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| io_error("syncing", tmp.path(), e))?;
+/// Replaces `path` with `data` atomically: a synced temporary file in the
+/// run directory, renamed over `path`.
+fn replace_file(run: &Run, path: &Path, data: &[u8]) -> Result<(), PluginError> {
+    let mut tmp = run
+        .temp_file("file-")
+        .map_err(|e| io_error("creating a temporary file in", run.path(), e))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_error("writing", tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| io_error("renaming a temporary file to", path, e.error))?;
     Ok(())
-}
-
-/// Replaces `path` with `data` atomically (temporary file in `dir` + rename).
-fn replace_file(dir: &Path, path: &Path, data: &[u8]) -> Result<(), PluginError> {
-    let mut tmp = new_temp_file(dir, ".kpod-tmp-")?;
-    tmp.write_all(data)
-        .map_err(|e| io_error("writing", tmp.path(), e))?;
-    persist(tmp, path)
 }
 
 #[cfg(test)]

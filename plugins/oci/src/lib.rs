@@ -6,17 +6,22 @@
 //! * `index.json` listing the manifests, the tagged ones with the annotation
 //!   `org.opencontainers.image.ref.name` = `TAG`.
 //!
-//! Blobs are written through a temporary file and a rename; they are
-//! content-addressed, so writing them early is harmless: a push that fails
-//! leaves `index.json` (and so every image the layout lists) as it was, with at
-//! most some unreferenced blobs added. At commit the new manifest is merged
-//! into `index.json`, which is replaced atomically: other images stay listed,
-//! and `TAG` moves to the new manifest. Entries of an existing `index.json`
-//! keep their fields, unknown ones included, byte for byte.
+//! Blobs are written through a temporary file in the push's run directory
+//! and linked into place; they are content-addressed, so writing them early is
+//! harmless. At commit, under the layout lock (`.kpod-lock`), the new manifest
+//! is merged into `index.json`, which is replaced atomically: other images stay
+//! listed, and `TAG` moves to the new manifest. Entries of an existing
+//! `index.json` keep their fields, unknown ones included, byte for byte. A push
+//! that fails leaves `index.json` as it was and removes, under the lock, only
+//! the blobs it created that nothing references and no other push holds; the
+//! next push rolls back a killed one the same way ([`run`]).
 
 pub mod destination;
 pub mod index;
+pub mod lock;
 pub mod reference;
+pub mod references;
+pub mod run;
 pub mod source;
 
 pub use destination::OciDestination;

@@ -5,7 +5,7 @@
 //! dev-dependency (they cannot use `kpod-tests`, which links other plugin
 //! rlibs and so would duplicate their exported symbols).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Fails the test unless `program` is on PATH, naming the Debian package that
@@ -63,4 +63,25 @@ pub fn one_error_line(out: &Output, code: i32) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "expected one Error line: {stderr}");
     errors[0].to_string()
+}
+
+/// The peak resident memory of this process so far (`VmHWM`), in KiB. A
+/// test that bounds it should run in a test binary of its own.
+pub fn peak_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("reading /proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

@@ -9,6 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
+
 use super::header::{Header, Kind, Time};
 use super::input::{truncated, Input};
 use super::paths::{clear, fs_error, lookup, normalize, prepare_parents};
@@ -300,9 +302,9 @@ impl<'a> Applier<'a> {
         let path = prepare_parents(self.root, rel, name)?;
         clear(&path, false, name)?;
         let (kind, what) = match h.kind {
-            Kind::Char => (libc::S_IFCHR, "character device"),
-            Kind::Block => (libc::S_IFBLK, "block device"),
-            _ => (libc::S_IFIFO, "FIFO"),
+            Kind::Char => (FileType::CharacterDevice, "character device"),
+            Kind::Block => (FileType::BlockDevice, "block device"),
+            _ => (FileType::Fifo, "FIFO"),
         };
         sys::mknod(&path, kind, h.mode, h.dev_major, h.dev_minor).map_err(|e| {
             let why = if e.raw_os_error() == Some(libc::EPERM) {

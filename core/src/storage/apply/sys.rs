@@ -1,31 +1,34 @@
 //! The system calls behind applying an entry: ownership, mode, times,
-//! extended attributes and device nodes, none of them following symlinks.
+//! extended attributes and device nodes, none of them following symlinks
+//! (through rustix, which holds the `unsafe`).
 
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
+
 use super::header::Time;
 
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+/// `bytes` as a C string, or an error naming `what` when it holds a NUL byte.
+fn c_string(bytes: &[u8], what: &str) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        )
+    })
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+fn c_path(path: &Path) -> io::Result<CString> {
+    c_string(path.as_os_str().as_bytes(), "path")
 }
 
 /// Whether this process runs as root (and so may chown, mknod, set
 /// `trusted.*` attributes).
 pub(crate) fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// `lchown`.
@@ -36,86 +39,73 @@ pub(super) fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
 /// `chmod` of something that is not a symlink (permission and
 /// setuid/setgid/sticky bits).
 pub(super) fn chmod(path: &Path, mode: u32) -> io::Result<()> {
-    let p = c_path(path)?;
-    // SAFETY: `p` is a valid NUL-terminated path.
-    check(unsafe { libc::fchmodat(libc::AT_FDCWD, p.as_ptr(), mode & 0o7777, 0) })
+    let mode = Mode::from_raw_mode(mode & 0o7777);
+    Ok(rustix::fs::chmodat(
+        CWD,
+        c_path(path)?.as_c_str(),
+        mode,
+        AtFlags::empty(),
+    )?)
 }
 
-fn timespec(t: Time) -> libc::timespec {
-    libc::timespec {
-        tv_sec: t.secs as libc::time_t,
-        tv_nsec: t.nanos as _,
+fn timespec(t: Time) -> Timespec {
+    Timespec {
+        tv_sec: t.secs,
+        tv_nsec: t.nanos.into(),
     }
 }
 
 /// `utimensat(…, AT_SYMLINK_NOFOLLOW)`.
 pub(super) fn set_times(path: &Path, atime: Time, mtime: Time) -> io::Result<()> {
+    let times = Timestamps {
+        last_access: timespec(atime),
+        last_modification: timespec(mtime),
+    };
     let p = c_path(path)?;
-    let times = [timespec(atime), timespec(mtime)];
-    // SAFETY: `p` is a valid path and `times` holds the two timespecs utimensat reads.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
+    Ok(rustix::fs::utimensat(
+        CWD,
+        p.as_c_str(),
+        &times,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// `lsetxattr`.
 pub(super) fn lsetxattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
-    let p = c_path(path)?;
-    let n = CString::new(name).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "xattr name contains a NUL byte",
-        )
-    })?;
-    // SAFETY: `p` and `n` are valid C strings; `value` is valid for `value.len()` bytes.
-    check(unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
+    let (p, n) = (c_path(path)?, c_string(name, "xattr name")?);
+    Ok(rustix::fs::lsetxattr(
+        p.as_c_str(),
+        n.as_c_str(),
+        value,
+        XattrFlags::empty(),
+    )?)
 }
 
 /// `lgetxattr` (for tests and checks); `None` when the attribute is absent.
 #[cfg(test)]
 pub(super) fn lgetxattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let p = c_path(path)?;
-    let n = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let (p, n) = (c_path(path)?, c_string(name.as_bytes(), "xattr name")?);
     let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: valid C strings; `buf` is writable for its length.
-    let len =
-        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if len < 0 {
-        let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENODATA) {
-            Ok(None)
-        } else {
-            Err(e)
-        };
+    match rustix::fs::lgetxattr(p.as_c_str(), n.as_c_str(), &mut buf[..]) {
+        Ok(len) => {
+            buf.truncate(len);
+            Ok(Some(buf))
+        }
+        Err(rustix::io::Errno::NODATA) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    buf.truncate(len as usize);
-    Ok(Some(buf))
 }
 
-/// `mknod` of a character or block device or a FIFO (`kind` is one of
-/// `S_IFCHR`, `S_IFBLK`, `S_IFIFO`).
+/// `mknod` of a character or block device or a FIFO.
 pub(super) fn mknod(
     path: &Path,
-    kind: libc::mode_t,
+    kind: FileType,
     perm: u32,
     major: u32,
     minor: u32,
 ) -> io::Result<()> {
     let p = c_path(path)?;
-    let dev = libc::makedev(major, minor);
-    // SAFETY: `p` is a valid NUL-terminated path.
-    check(unsafe { libc::mknod(p.as_ptr(), kind | (perm & 0o7777) as libc::mode_t, dev) })
+    let mode = Mode::from_raw_mode(perm & 0o7777);
+    let dev = rustix::fs::makedev(major, minor);
+    Ok(rustix::fs::mknodat(CWD, p.as_c_str(), kind, mode, dev)?)
 }

@@ -57,7 +57,7 @@ impl Applier<'_> {
         let path = prepare_parents(self.root, &target_rel, name)?;
         clear(&path, false, name)?;
         if self.opts.layout == Layout::Overlay {
-            sys::mknod(&path, libc::S_IFCHR, 0, 0, 0).map_err(|e| {
+            sys::mknod(&path, rustix::fs::FileType::CharacterDevice, 0, 0, 0).map_err(|e| {
                 fs_error(
                     name,
                     format!("creating the whiteout device {}", path.display()),

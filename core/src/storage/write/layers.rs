@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::clock::now_rfc3339;
 use super::{short_id, StoreWriter};
-use crate::storage::apply::{apply_layer, ApplyOptions, Layout};
+use crate::storage::apply::{apply_layer, AppliedLayer, ApplyOptions, Layout};
 use crate::storage::layer::layer_tree;
 use crate::storage::records::{read_layers, tar_split_path, LayerRecord, LayersForWrite};
 use crate::{Error, Result};
@@ -82,6 +82,8 @@ impl StoreWriter<'_> {
         result
     }
 
+    /// Stages the layer, applies `tar` into it, checks its diff digest, then
+    /// moves it into the store under `layers.lock`.
     fn stage_and_commit(
         &self,
         new: &NewLayer,
@@ -89,44 +91,13 @@ impl StoreWriter<'_> {
         staging: &Path,
         split_path: &Path,
     ) -> Result<LayerRecord> {
-        let overlay = self.driver() == "overlay";
-        let layer_dir = staging.join("layer");
-        let lowers = match &new.parent {
-            Some(p) => self.lower_trees(p)?,
-            None => Vec::new(),
-        };
-        let tree = if overlay {
-            mkdir(&layer_dir, 0o700)?;
-            let diff = layer_dir.join("diff");
-            mkdir(&diff, 0o755)?;
-            diff
-        } else {
-            match lowers.first() {
-                Some(parent_tree) => copy_tree(parent_tree, &layer_dir)?,
-                None => mkdir(&layer_dir, 0o755)?,
-            }
-            layer_dir.clone()
-        };
+        let staged = self.stage_tree(new, staging)?;
         let mut split = std::fs::File::create(split_path)
             .map_err(|e| Error::io(format!("creating {}", split_path.display()), e))?;
+        // Held until the tar-split is renamed into place, so that no other
+        // writer takes it for a stale leftover.
         let _split_in_use = super::hold(split_path)?;
-        let layout = if overlay {
-            Layout::Overlay
-        } else {
-            Layout::Vfs
-        };
-        let applied = apply_layer(
-            tar,
-            &tree,
-            &ApplyOptions {
-                layout,
-                lowers: &lowers,
-            },
-            &mut split,
-        )?;
-        split
-            .sync_all()
-            .map_err(|e| Error::io(format!("writing {}", split_path.display()), e))?;
+        let applied = apply_staged(&staged, tar, &mut split, split_path)?;
         drop(split);
         if applied.diff_digest != new.diff_digest {
             return Err(Error::Integrity(format!(
@@ -136,7 +107,56 @@ impl StoreWriter<'_> {
                 new.diff_digest
             )));
         }
+        self.commit_staged(new, &staged, split_path, applied)
+    }
 
+    /// Makes the staged layer directory under `staging`: overlay, `layer/`
+    /// with an empty `diff/`; vfs, `layer/` as a copy of the parent's tree.
+    fn stage_tree(&self, new: &NewLayer, staging: &Path) -> Result<StagedLayer> {
+        let layout = if self.driver() == "overlay" {
+            Layout::Overlay
+        } else {
+            Layout::Vfs
+        };
+        let dir = staging.join("layer");
+        let lowers = match &new.parent {
+            Some(p) => self.lower_trees(p)?,
+            None => Vec::new(),
+        };
+        let tree = match layout {
+            Layout::Overlay => {
+                mkdir(&dir, 0o700)?;
+                let diff = dir.join("diff");
+                mkdir(&diff, 0o755)?;
+                diff
+            }
+            Layout::Vfs => {
+                match lowers.first() {
+                    Some(parent_tree) => copy_tree(parent_tree, &dir)?,
+                    None => mkdir(&dir, 0o755)?,
+                }
+                dir.clone()
+            }
+        };
+        Ok(StagedLayer {
+            layout,
+            dir,
+            tree,
+            lowers,
+        })
+    }
+
+    /// Under `layers.lock`: keeps a complete layer with the same ID that
+    /// another writer added meanwhile, else renames the staged directory and
+    /// tar-split into place (overlay: with `link`, `lower` and `l/<link>`)
+    /// and adds the record.
+    fn commit_staged(
+        &self,
+        new: &NewLayer,
+        staged: &StagedLayer,
+        split_path: &Path,
+        applied: AppliedLayer,
+    ) -> Result<LayerRecord> {
         let mut layers = LayersForWrite::open(self.root(), self.driver())?;
         if let Some(existing) = layers.records.iter().find(|r| r.id == new.id) {
             if self.is_complete(existing) {
@@ -146,20 +166,19 @@ impl StoreWriter<'_> {
         // A record without its files, or files without a record, were left by
         // an interrupted writer: replace them.
         layers.records.retain(|r| r.id != new.id);
-        let final_dir = match self.driver() {
-            "overlay" => self.root().join("overlay").join(&new.id),
-            _ => layer_tree(self.root(), "vfs", &new.id),
+        let final_dir = match staged.layout {
+            Layout::Overlay => self.root().join("overlay").join(&new.id),
+            Layout::Vfs => layer_tree(self.root(), "vfs", &new.id),
         };
         if final_dir.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(&final_dir)
                 .map_err(|e| Error::io(format!("removing {}", final_dir.display()), e))?;
         }
-        let link = if overlay {
-            Some(self.prepare_overlay_dir(&layer_dir, new.parent.as_deref())?)
-        } else {
-            None
+        let link = match staged.layout {
+            Layout::Overlay => Some(self.prepare_overlay_dir(&staged.dir, new.parent.as_deref())?),
+            Layout::Vfs => None,
         };
-        rename(&layer_dir, &final_dir)?;
+        rename(&staged.dir, &final_dir)?;
         if let Some(link) = &link {
             let l = self.root().join("overlay/l").join(link);
             let _ = std::fs::remove_file(&l);
@@ -167,30 +186,7 @@ impl StoreWriter<'_> {
                 .map_err(|e| Error::io(format!("creating {}", l.display()), e))?;
         }
         rename(split_path, &self.tar_split_path(&new.id))?;
-
-        let mut record = LayerRecord {
-            id: new.id.clone(),
-            parent: new.parent.clone(),
-            created: Some(now_rfc3339()),
-            diff_digest: Some(applied.diff_digest),
-            diff_size: Some(applied.diff_size as i64),
-            ..LayerRecord::default()
-        };
-        if let Some((digest, size, compression)) = &new.compressed {
-            record.compressed_diff_digest = Some(digest.clone());
-            record.compressed_size = Some(*size as i64);
-            record.compression = Some(*compression);
-        }
-        if !applied.uids.is_empty() {
-            record
-                .extra
-                .insert("uidset".into(), serde_json::json!(applied.uids));
-        }
-        if !applied.gids.is_empty() {
-            record
-                .extra
-                .insert("gidset".into(), serde_json::json!(applied.gids));
-        }
+        let record = layer_record(new, applied);
         layers.records.push(record.clone());
         layers.save()?;
         Ok(record)
@@ -285,6 +281,64 @@ impl StoreWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// A layer directory being built in `kpod-staging/`.
+struct StagedLayer {
+    layout: Layout,
+    /// The directory renamed into the driver's tree at commit.
+    dir: PathBuf,
+    /// Where the tar is applied: overlay, `dir/diff`; vfs, `dir` itself.
+    tree: PathBuf,
+    /// The parent layers' trees, nearest first (see `lower_trees`).
+    lowers: Vec<PathBuf>,
+}
+
+/// Applies `tar` into the staged tree, writing its tar-split to `split`
+/// (the file at `split_path`), synced before this returns.
+fn apply_staged(
+    staged: &StagedLayer,
+    tar: &mut dyn Read,
+    split: &mut std::fs::File,
+    split_path: &Path,
+) -> Result<AppliedLayer> {
+    let options = ApplyOptions {
+        layout: staged.layout,
+        lowers: &staged.lowers,
+    };
+    let applied = apply_layer(tar, &staged.tree, &options, split)?;
+    split
+        .sync_all()
+        .map_err(|e| Error::io(format!("writing {}", split_path.display()), e))?;
+    Ok(applied)
+}
+
+/// The `layers.json` record of a layer written now from `new`.
+fn layer_record(new: &NewLayer, applied: AppliedLayer) -> LayerRecord {
+    let mut record = LayerRecord {
+        id: new.id.clone(),
+        parent: new.parent.clone(),
+        created: Some(now_rfc3339()),
+        diff_digest: Some(applied.diff_digest),
+        diff_size: Some(applied.diff_size as i64),
+        ..LayerRecord::default()
+    };
+    if let Some((digest, size, compression)) = &new.compressed {
+        record.compressed_diff_digest = Some(digest.clone());
+        record.compressed_size = Some(*size as i64);
+        record.compression = Some(*compression);
+    }
+    if !applied.uids.is_empty() {
+        record
+            .extra
+            .insert("uidset".into(), serde_json::json!(applied.uids));
+    }
+    if !applied.gids.is_empty() {
+        record
+            .extra
+            .insert("gidset".into(), serde_json::json!(applied.gids));
+    }
+    record
 }
 
 /// 26 characters of base32 (A-Z, 2-7), like containers/storage's link names.

@@ -19,7 +19,6 @@ pub mod images;
 pub mod layers;
 pub mod names;
 
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::records::create_private_dir;
@@ -135,13 +134,8 @@ pub(crate) fn unique_suffix() -> String {
 pub fn hold(path: &Path) -> Result<std::fs::File> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    // SAFETY: a valid descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::io(
-            format!("locking {}", path.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| Error::io(format!("locking {}", path.display()), e.into()))?;
     Ok(file)
 }
 

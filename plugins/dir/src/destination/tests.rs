@@ -1,5 +1,6 @@
 use super::*;
 use kpod_plugin_sdk::types::ReuseCandidate;
+use kpod_test_support::names_in;
 
 fn blob(data: &[u8]) -> BlobInfo {
     BlobInfo::known(Digest::of(data).as_str(), data.len() as u64)
@@ -34,13 +35,12 @@ fn push_image(dest: &DirDestination, layer: &[u8]) -> Vec<u8> {
     manifest
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// A committed image at `target` with `layer`; returns its manifest.
+fn committed_image(target: &Path, layer: &[u8]) -> Vec<u8> {
+    let mut dest = DirDestination::open(target).unwrap();
+    let manifest = push_image(&dest, layer);
+    dest.commit().unwrap();
+    manifest
 }
 
 #[test]
@@ -71,10 +71,7 @@ fn commit_writes_the_layout() {
 fn drop_without_commit_keeps_the_previous_image() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("img");
-    let mut first = DirDestination::open(&target).unwrap();
-    let manifest = push_image(&first, b"old layer");
-    first.commit().unwrap();
-    drop(first);
+    let manifest = committed_image(&target, b"old layer");
 
     let second = DirDestination::open(&target).unwrap();
     push_image(&second, b"new layer");
@@ -232,4 +229,68 @@ fn reusing_and_rewriting_a_blob_never_touches_the_old_image() {
         .unwrap();
     drop(second);
     assert_eq!(fs::read(old_blob).unwrap(), b"shared");
+}
+
+#[test]
+fn the_next_push_removes_what_killed_pushes_left_and_keeps_live_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("img");
+    let manifest = committed_image(&target, b"old layer");
+
+    // A live push into another name, and what killed pushes left: a staging
+    // directory, a temporary archive, and an old image moved aside by a
+    // commit that died before the new one was renamed into place.
+    let live = DirDestination::open(&tmp.path().join("other")).unwrap();
+    push_image(&live, b"live layer");
+    let killed = DirDestination::open(&target).unwrap();
+    push_image(&killed, b"killed layer");
+    let staging = killed.staging_path().to_path_buf();
+    let mut killed = killed;
+    let _ = killed.staging.take().unwrap().keep();
+    drop(killed); // releases the hold, as the kernel does for a killed process
+    fs::write(tmp.path().join(".out.tar.kpod-tmp-x1"), b"partial").unwrap();
+    let aside = tmp.path().join(".img.kpod-old-999-0");
+    fs::rename(&target, &aside).unwrap();
+
+    // The next push into the same name finds the old image back, and reuses
+    // its blobs.
+    let next = DirDestination::open(&target).unwrap();
+    let query = ReuseQuery {
+        blob: blob(b"old layer"),
+        candidates: Default::default(),
+        can_substitute: false,
+    };
+    assert!(next.try_reuse_blob(&query).unwrap().is_some());
+    assert!(!staging.exists(), "stale staging removed");
+    assert!(
+        live.staging_path().exists(),
+        "a live push keeps its staging"
+    );
+    assert!(!aside.exists());
+    assert_eq!(
+        fs::read(target.join("manifest.json")).unwrap(),
+        manifest,
+        "the old image is back"
+    );
+    drop(next);
+    drop(live);
+    assert_eq!(names_in(tmp.path()), vec!["img"]);
+
+    // An aside copy next to a complete image is only clutter.
+    let copy = tmp.path().join(".img.kpod-old-1-1");
+    fs::create_dir(&copy).unwrap();
+    fs::write(copy.join("version"), VERSION_CONTENT).unwrap();
+    drop(DirDestination::open(&target).unwrap());
+    assert_eq!(names_in(tmp.path()), vec!["img"]);
+}
+
+#[test]
+fn aside_names() {
+    assert_eq!(aside_target(".img.kpod-old-12-0"), Some("img"));
+    assert_eq!(
+        aside_target(".a.kpod-old-b.kpod-old-1"),
+        Some("a.kpod-old-b")
+    );
+    assert_eq!(aside_target(".kpod-old-1"), None);
+    assert_eq!(aside_target("img.kpod-old-1"), None);
 }

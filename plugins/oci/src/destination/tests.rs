@@ -1,5 +1,6 @@
 use super::*;
 use crate::index::ref_name;
+use kpod_test_support::names_in;
 
 fn blob(data: &[u8]) -> BlobInfo {
     BlobInfo::known(Digest::of(data).as_str(), data.len() as u64)
@@ -34,6 +35,14 @@ fn push_image(dest: &OciDestination, layer: &[u8]) -> Vec<u8> {
     .into_bytes();
     dest.put_manifest(&manifest, media_types::OCI_MANIFEST)
         .unwrap();
+    manifest
+}
+
+/// Pushes and commits an image with `layer` under `tag`; returns its manifest.
+fn committed(root: &Path, tag: Option<&str>, layer: &[u8]) -> Vec<u8> {
+    let mut dest = open(root, tag);
+    let manifest = push_image(&dest, layer);
+    dest.commit().unwrap();
     manifest
 }
 
@@ -80,14 +89,9 @@ fn commit_writes_the_layout() {
     assert_eq!(entry.get_str("digest").unwrap(), manifest_digest.as_str());
     assert_eq!(entry.get("size").unwrap().get(), manifest.len().to_string());
     assert_eq!(ref_name(entry).as_deref(), Some("v1"));
-    let mut names: Vec<_> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
-        vec!["blobs", "index.json", "oci-layout"],
+        names_in(&root),
+        vec![".kpod-lock", "blobs", "index.json", "oci-layout"],
         "no temporary files left"
     );
 }
@@ -126,10 +130,7 @@ fn two_images_stay_listed_and_the_tag_moves() {
 fn drop_without_commit_leaves_the_index_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("layout");
-    let mut first = open(&root, Some("v1"));
-    push_image(&first, b"first");
-    first.commit().unwrap();
-    drop(first);
+    committed(&root, Some("v1"), b"first");
     let before = fs::read(root.join("index.json")).unwrap();
 
     let second = open(&root, Some("v1"));
@@ -206,4 +207,116 @@ fn bad_destinations_and_manifests_are_refused() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ManifestRejected);
     assert!(dest.commit().is_err());
+}
+
+/// The blob files of the layout, by hex digest.
+fn blobs_in(root: &Path) -> Vec<String> {
+    names_in(&root.join("blobs/sha256"))
+}
+
+#[test]
+fn concurrent_pushes_keep_every_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("layout");
+    for round in 0..10 {
+        std::thread::scope(|s| {
+            for (i, layer) in [&b"image one"[..], &b"image two"[..]]
+                .into_iter()
+                .enumerate()
+            {
+                let root = &root;
+                s.spawn(move || {
+                    let mut dest = open(root, Some(&format!("r{round}-{i}")));
+                    push_image(&dest, layer);
+                    dest.commit().unwrap();
+                });
+            }
+        });
+    }
+    let tags: Vec<_> = listed(&root).into_iter().filter_map(|(_, t)| t).collect();
+    assert_eq!(tags.len(), 20, "{tags:?}");
+}
+
+#[test]
+fn a_failed_push_keeps_blobs_a_committed_push_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for fresh in [true, false] {
+        let root = tmp.path().join(format!("layout-{fresh}"));
+        if !fresh {
+            committed(&root, Some("old"), b"old image");
+        }
+        // C writes a layer, then A pushes an image with the same layer and
+        // commits, then C fails.
+        let failing = open(&root, Some("c"));
+        failing
+            .put_blob(&mut &b"shared layer"[..], &blob(b"shared layer"))
+            .unwrap();
+        let mut winner = open(&root, Some("a"));
+        let reused = winner
+            .try_reuse_blob(&ReuseQuery {
+                blob: blob(b"shared layer"),
+                candidates: Default::default(),
+                can_substitute: false,
+            })
+            .unwrap();
+        assert!(reused.is_some());
+        let manifest = push_image(&winner, b"shared layer");
+        winner.commit().unwrap();
+        drop(winner);
+        drop(failing);
+
+        assert!(root.join("index.json").exists(), "the layout stays");
+        let tags: Vec<_> = listed(&root).into_iter().filter_map(|(_, t)| t).collect();
+        assert!(tags.contains(&"a".to_string()), "{tags:?}");
+        let blobs = blobs_in(&root);
+        for digest in [Digest::of(b"shared layer"), Digest::of(&manifest)] {
+            assert!(blobs.contains(&digest.hex().to_string()), "{blobs:?}");
+        }
+        let leftovers: Vec<_> = names_in(&root)
+            .into_iter()
+            .filter(|n| n.starts_with(".kpod-") && n != ".kpod-lock")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn a_failed_push_into_a_layout_another_push_uses_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("fresh");
+    let failing = open(&root, Some("c"));
+    push_image(&failing, b"c's layer");
+    let mut other = open(&root, Some("a"));
+    push_image(&other, b"a's layer");
+    drop(failing); // while the other push is still writing
+    assert!(root.is_dir());
+    other.commit().unwrap();
+    drop(other);
+    assert_eq!(listed(&root).len(), 1);
+    assert!(!blobs_in(&root).contains(&Digest::of(b"c's layer").hex().to_string()));
+    assert!(blobs_in(&root).contains(&Digest::of(b"a's layer").hex().to_string()));
+}
+
+#[test]
+fn the_next_push_rolls_back_a_killed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("layout");
+    let kept = committed(&root, Some("v1"), b"kept");
+
+    let mut killed = open(&root, Some("v2"));
+    push_image(&killed, b"killed");
+    // A kill leaves the run directory unheld and nothing rolled back.
+    let run = killed.run.take().unwrap().abandon();
+    std::mem::forget(killed);
+    fs::write(root.join(".kpod-blob-old"), b"from an older kpod").unwrap();
+    assert!(blobs_in(&root).contains(&Digest::of(b"killed").hex().to_string()));
+
+    let next = open(&root, None);
+    assert!(!run.exists());
+    assert!(!root.join(".kpod-blob-old").exists());
+    assert!(!blobs_in(&root).contains(&Digest::of(b"killed").hex().to_string()));
+    assert!(blobs_in(&root).contains(&Digest::of(&kept).hex().to_string()));
+    assert!(blobs_in(&root).contains(&Digest::of(b"kept").hex().to_string()));
+    drop(next);
+    assert_eq!(listed(&root).len(), 1);
 }
