@@ -605,6 +605,18 @@ impl GpgKey {
             fingerprint,
         }
     }
+
+    /// Copies `layout` into `store` as `name` with `skopeo copy --sign-by`
+    /// this key: the stored image carries one signature of its manifest.
+    pub fn copy_signed(&self, layout: &OciLayout, store: &Store, name: &str) {
+        run_ok(
+            store
+                .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &self.email])
+                .env("GNUPGHOME", &self.home)
+                .arg(layout.reference())
+                .arg(store.reference(name)),
+        );
+    }
 }
 
 /// Loads `layout` into `store` with podman (`podman pull oci:DIR:TAG`), then

@@ -407,22 +407,19 @@ fn bare_and_archive_repositories_take_pushes_and_give_them_back() {
 
 #[test]
 fn signatures_are_stored_and_read_back() {
-    let fx = fixture();
-    let key = GpgKey::new(&fx.tmp.path().join("gnupg"));
-    let repo = init_repo(fx.tmp.path(), "bare-user");
+    let tmp = tempfile::tempdir().unwrap();
+    let key = GpgKey::new(&tmp.path().join("gnupg"));
+    // Uncompressed layers, so the pushed manifest is the signed one.
+    let layout = write_oci_layout(&tmp.path().join("plain"), "signed", &ostree_layers(), &[]);
+    let store = Store::new_vfs();
+    key.copy_signed(&layout, &store, IMAGE);
+    let repo = init_repo(tmp.path(), "bare-user");
     let dest = format!("ostree:{NAME}@{}", repo.display());
-    let out = fx
-        .store
-        .kpod()
-        .env("GNUPGHOME", &key.home)
-        .args(["push", "-q", "--sign-by", &key.email, IMAGE, &dest])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    store.kpod_ok(&["push", "-q", IMAGE, &dest]);
     assert_eq!(metadata(&repo, IMAGE_BRANCH, "signatures"), "1");
     let manifest = ostree_bytes(&repo, &["cat", IMAGE_BRANCH, "/manifest.json"]);
     let signature = ostree_bytes(&repo, &["cat", IMAGE_BRANCH, "/signature-1"]);
-    let signature_file = fx.tmp.path().join("signature-1");
+    let signature_file = tmp.path().join("signature-1");
     std::fs::write(&signature_file, &signature).unwrap();
     let verified = run_ok(
         Command::new("gpg")
@@ -435,11 +432,16 @@ fn signatures_are_stored_and_read_back() {
         payload["critical"]["image"]["docker-manifest-digest"],
         sha256(&manifest).as_str()
     );
+    assert_eq!(
+        sha256(&manifest),
+        layout.manifest_digest,
+        "the signed manifest, unchanged"
+    );
 
     // Pulled back (signature included) and pushed on to dir:, it is still there.
     let back = Store::new_vfs();
     back.kpod_ok(&["pull", "-q", &dest, "--name", IMAGE]);
-    let dir = fx.tmp.path().join("dir");
+    let dir = tmp.path().join("dir");
     back.kpod_ok(&["push", "-q", IMAGE, &format!("dir:{}", dir.display())]);
     assert_eq!(std::fs::read(dir.join("signature-1")).unwrap(), signature);
     assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), manifest);

@@ -465,13 +465,7 @@ fn signatures_are_kept_where_possible_and_never_silently_invalidated() {
     // Uncompressed layers, so that dir: can keep the manifest exactly as signed.
     let layout = write_oci_layout(&tmp.path().join("src"), "tricky", &tricky_layers(), &[]);
     let store = Store::new_vfs();
-    run_ok(
-        store
-            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
-            .env("GNUPGHOME", &key.home)
-            .arg(layout.reference())
-            .arg(store.reference(IMAGE)),
-    );
+    key.copy_signed(&layout, &store, IMAGE);
     let fx = Fixture {
         store,
         layout,

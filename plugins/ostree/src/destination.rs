@@ -165,8 +165,9 @@ fn layer_info(info: &BlobInfo, digest: &Digest, size: u64) -> BlobInfo {
     }
 }
 
-/// Whether a committed layer holds what `blob` describes and can be read
-/// back (its tar-split is there).
+/// Whether a committed layer holds the uncompressed tar `blob` names (its
+/// branch is by diff ID, and its `docker.uncompressed_digest` says so) and
+/// can be read back (its tar-split is there).
 fn reusable_layer(stored: &StoredBlob, blob: &BlobInfo) -> bool {
     let want = match blob.uncompressed_digest.as_str() {
         "" => blob.digest.as_str(),
