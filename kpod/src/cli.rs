@@ -53,7 +53,7 @@ pub enum Command {
     /// Push an image from local storage to a destination.
     Push(Box<PushArgs>),
     /// List the transport plugins found, and those that failed to load.
-    Plugins,
+    Plugins(PluginsArgs),
     /// List images in local storage.
     Images(ImagesArgs),
     /// Copy an image from a source into local storage.
@@ -64,6 +64,15 @@ pub enum Command {
     Tag(TagArgs),
     /// Remove images from local storage (or one name of an image with several).
     Rmi(RmiArgs),
+}
+
+/// `kpod plugins`.
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// Internal: load this one plugin file and print what it is, as JSON (each
+    /// plugin is confirmed in a process of its own).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub confirm: Option<PathBuf>,
 }
 
 /// How to reach a registry (shared by push and pull).

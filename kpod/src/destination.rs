@@ -89,6 +89,18 @@ pub fn find_plugin<'a>(
     what: &str,
 ) -> Result<&'a LoadedPlugin> {
     if let Some(plugin) = plugins.plugin_for(&place.transport) {
+        for s in plugins
+            .shadowed()
+            .iter()
+            .filter(|s| s.transport == place.transport)
+        {
+            log::info!(
+                "transport {:?} of {} is shadowed by {}",
+                s.transport,
+                s.path.display(),
+                s.winner.display()
+            );
+        }
         return Ok(plugin);
     }
     let installed = plugins.transport_names();

@@ -16,6 +16,7 @@ use clap::Parser;
 use cli::{Cli, Command, LogLevel};
 use kpod_core::plugin_host::{search_dirs, PluginSet};
 use kpod_core::storage::{Store, StoreOptions};
+use kpod_plugin_sdk::error::one_line;
 use std::process::ExitCode;
 
 /// Exit code of a failed command (podman's).
@@ -45,32 +46,34 @@ fn init_logging(level: LogLevel) {
         .init();
 }
 
-fn load_plugins(cli: &Cli, warn: bool) -> PluginSet {
-    let plugins = PluginSet::load(&search_dirs(cli.plugin_dir.as_deref()));
-    for skipped in plugins.skipped.iter().filter(|_| warn) {
-        log::warn!("{}", skipped.message());
+/// The plugins in the search path, none loaded yet; what was refused or
+/// ignored is warned about.
+fn find_plugins(cli: &Cli) -> PluginSet {
+    let plugins = PluginSet::discover(&search_dirs(cli.plugin_dir.as_deref()));
+    for line in &plugins.ignored {
+        log::warn!("{line}");
     }
-    for s in &plugins.shadowed {
-        log::info!(
-            "transport {:?} of {} is shadowed by {}",
-            s.transport,
-            s.path.display(),
-            s.winner.display()
-        );
+    for skipped in &plugins.refused {
+        log::warn!("{}", skipped.message());
     }
     plugins
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Plugins => {
-            plugins_cmd::run(&load_plugins(cli, false));
+        Command::Plugins(args) => {
+            match &args.confirm {
+                Some(file) => plugins_cmd::confirm(file),
+                None => plugins_cmd::run(&PluginSet::discover(&search_dirs(
+                    cli.plugin_dir.as_deref(),
+                ))),
+            }
             Ok(())
         }
-        Command::Push(args) => push::run(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Push(args) => push::run(&find_plugins(cli), &store_options(cli), args),
         Command::Images(args) => images::run(&Store::open(&store_options(cli))?, args),
-        Command::Pull(args) => pull::run(&load_plugins(cli, true), &store_options(cli), args),
-        Command::Load(args) => pull::load(&load_plugins(cli, true), &store_options(cli), args),
+        Command::Pull(args) => pull::run(&find_plugins(cli), &store_options(cli), args),
+        Command::Load(args) => pull::load(&find_plugins(cli), &store_options(cli), args),
         Command::Tag(args) => tag::tag(&store_options(cli), args),
         Command::Rmi(args) => tag::rmi(&store_options(cli), args),
     }
@@ -84,30 +87,13 @@ fn store_options(cli: &Cli) -> StoreOptions {
     }
 }
 
-/// The error and its causes on one line, leaving out a cause whose text the
-/// line already holds (wrapped errors often repeat their source).
-fn one_line(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let part = cause.to_string().replace('\n', " ");
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_level);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {}", one_line(&err));
+            eprintln!("Error: {}", one_line(err.as_ref()));
             ExitCode::from(EXIT_FAILURE)
         }
     }

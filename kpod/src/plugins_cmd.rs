@@ -1,16 +1,37 @@
 //! `kpod plugins`: what was found, what loaded, what did not.
+//!
+//! Each plugin is confirmed by loading it in a `kpod plugins --confirm FILE`
+//! process of its own, so one that crashes while loading is listed as failed.
 
+use kpod_core::plugin_host::confirm::{self, Listing};
 use kpod_core::plugin_host::PluginSet;
+use std::path::Path;
+use std::process::Command;
 
 /// Prints the plugin listing to stdout.
 pub fn run(plugins: &PluginSet) {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let listing = confirm::confirm_each(plugins, |file| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("plugins").arg("--confirm").arg(file);
+        cmd
+    });
+    print_listing(plugins, &listing);
+}
+
+/// `kpod plugins --confirm FILE`: loads that one plugin and prints one JSON line.
+pub fn confirm(file: &Path) {
+    println!("{}", confirm::report(file));
+}
+
+fn print_listing(plugins: &PluginSet, listing: &Listing) {
     println!(
         "{:<24} {:<10} {:<4} {:<16} FILE",
         "PLUGIN", "VERSION", "ABI", "TRANSPORT"
     );
-    for plugin in &plugins.plugins {
+    for plugin in &listing.plugins {
         for (i, t) in plugin.transports.iter().enumerate() {
-            let shadowed = if plugins.is_shadowed(plugin, &t.name) {
+            let shadowed = if listing.is_shadowed(plugin, &t.name) {
                 " (shadowed)"
             } else {
                 ""
@@ -43,8 +64,8 @@ pub fn run(plugins: &PluginSet) {
     }
     println!();
     println!("Transports:");
-    for name in plugins.transport_names() {
-        if let Some(p) = plugins.plugin_for(&name) {
+    for name in listing.transport_names() {
+        if let Some(p) = listing.plugin_for(&name) {
             let desc = p
                 .transports
                 .iter()
@@ -54,7 +75,7 @@ pub fn run(plugins: &PluginSet) {
             println!("  {name:<16} {desc}");
         }
     }
-    for s in &plugins.shadowed {
+    for s in &listing.shadowed {
         println!(
             "Shadowed: transport {:?} of {} (using {})",
             s.transport,
@@ -62,8 +83,11 @@ pub fn run(plugins: &PluginSet) {
             s.winner.display()
         );
     }
-    for s in &plugins.skipped {
+    for s in &listing.skipped {
         println!("Not loaded: {}", s.message());
+    }
+    for line in &plugins.ignored {
+        println!("Ignored: {line}");
     }
     let searched: Vec<String> = plugins
         .searched

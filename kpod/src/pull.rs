@@ -10,7 +10,7 @@ use kpod_core::plugin_host::{LoadedPlugin, PluginSet};
 use kpod_core::pull::{pull_image, PluginSource, PullEvent, PullReport, PullSource};
 use kpod_core::storage::write::{names, StoreWriter};
 use kpod_core::storage::{Store, StoreOptions};
-use kpod_plugin_sdk::{ErrorKind, PushOptions};
+use kpod_plugin_sdk::{Digest, ErrorKind, PushOptions};
 use std::io::Write;
 
 /// Runs `kpod pull`: prints the image ID.
@@ -90,7 +90,8 @@ pub fn load(plugins: &PluginSet, store_opts: &StoreOptions, args: &LoadArgs) -> 
     }
     for report in &loaded {
         if report.names.is_empty() {
-            println!("Loaded image: sha256:{}", report.image_id);
+            let id = Digest::from_hex(&report.image_id)?;
+            println!("Loaded image: {id}");
         } else {
             for name in &report.names {
                 println!("Loaded image: {name}");

@@ -19,16 +19,25 @@ impl Digest {
                 "digest {text:?}: only sha256 digests are supported"
             ))
         })?;
+        Self::from_hex(hex).map_err(|_| {
+            PluginError::invalid_input(format!("digest {text:?}: not 64 lower-case hex digits"))
+        })
+    }
+
+    /// The sha256 digest whose hex part is `hex` (an image ID, a blob file's
+    /// name); anything but 64 lower-case hex digits is an
+    /// [`crate::ErrorKind::InvalidInput`] error.
+    pub fn from_hex(hex: &str) -> Result<Self, PluginError> {
         if hex.len() != 64
             || !hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(PluginError::invalid_input(format!(
-                "digest {text:?}: not 64 lower-case hex digits"
+                "{hex:?} is not a sha256 digest (64 lower-case hex digits)"
             )));
         }
-        Ok(Digest(text.to_string()))
+        Ok(Digest(format!("sha256:{hex}")))
     }
 
     /// The digest of `data`.
@@ -175,6 +184,9 @@ mod tests {
         let d = Digest::of(b"x");
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         assert_eq!(d.hex().len(), 64);
+        assert_eq!(Digest::from_hex(d.hex()).unwrap(), d);
+        assert!(Digest::from_hex(d.as_str()).is_err());
+        assert!(Digest::from_hex(&d.hex().to_uppercase()).is_err());
     }
 
     #[test]

@@ -149,3 +149,94 @@ impl From<PluginError> for std::io::Error {
         std::io::Error::other(err)
     }
 }
+
+/// An error and its chain of sources as one line, `outer: inner: cause`, as
+/// kpod prints it after `Error: ` and plugins put it into a [`PluginError`].
+/// Each text is made one line ([`single_line`]); a text the line already holds
+/// is left out, since wrapping errors often repeat their source's message.
+pub fn one_line(err: &dyn std::error::Error) -> String {
+    let mut line = String::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = single_line(&e.to_string());
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = e.source();
+    }
+    line
+}
+
+/// `text` on one line: its lines trimmed and joined by a space, blank ones
+/// left out (a daemon's or server's message often ends in a newline).
+pub fn single_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a message and an optional source.
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+
+    impl fmt::Display for Chain {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    fn chain(texts: &[&'static str]) -> Chain {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| Some(Chain(text, source.map(Box::new))))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_chain_is_one_line_without_repeats() {
+        assert_eq!(one_line(&chain(&["pushing x"])), "pushing x");
+        assert_eq!(
+            one_line(&chain(&["pushing x", "writing /a/b", "permission denied"])),
+            "pushing x: writing /a/b: permission denied"
+        );
+        // A cause whose text the line already holds is said once.
+        assert_eq!(
+            one_line(&chain(&[
+                "loading: connection refused",
+                "connection refused",
+                "os error 111"
+            ])),
+            "loading: connection refused: os error 111"
+        );
+        // Newlines and blank or empty messages never reach the line.
+        assert_eq!(
+            one_line(&chain(&["daemon said\n  line two \n", "", "  \n", "end"])),
+            "daemon said line two: end"
+        );
+        let io = std::io::Error::other(PluginError::integrity("blob x: digest y"));
+        assert_eq!(one_line(&io), "blob x: digest y");
+    }
+
+    #[test]
+    fn single_line_trims_and_joins() {
+        assert_eq!(single_line("a\n b \r\n\n c"), "a b c");
+        assert_eq!(single_line(" \n "), "");
+        assert_eq!(single_line("a  b"), "a  b");
+    }
+}

@@ -4,7 +4,10 @@
 //! Every call that crosses the boundary runs under `catch_unwind`: a panic in a
 //! plugin becomes a [`PluginError`] of kind [`ErrorKind::Other`] naming the panic
 //! message and where it happened, and kpod goes on (a panic would otherwise abort
-//! the whole process).
+//! the whole process). The entry points that take a transport name answer a
+//! transport the plugin does not claim in [`Plugin::info`] with an
+//! [`ErrorKind::InvalidInput`] error before the plugin's own code runs, so a
+//! plugin only ever sees the transports it claims.
 
 use crate::error::{ErrorKind, PluginError};
 use crate::ffi::{
@@ -56,12 +59,27 @@ impl PluginMeta {
 /// the type to [`crate::export_plugin!`]. Every function may be called from any
 /// thread.
 pub trait Plugin: 'static {
-    /// Name, version and claimed transports.
-    fn info() -> PluginMeta;
+    /// Name, version and claimed transports as constants, which
+    /// [`crate::export_plugin!`] writes into the library file so that kpod can
+    /// read them without loading the library (see [`crate::metadata`]).
+    /// Declare it; `None` (the default, for plugins written before it existed)
+    /// makes kpod load the library to ask [`Plugin::info`].
+    const METADATA: Option<crate::metadata::Metadata> = None;
+
+    /// Name, version and claimed transports. The default answers from
+    /// [`Plugin::METADATA`]; a plugin that declares it needs no `info`.
+    fn info() -> PluginMeta {
+        match Self::METADATA {
+            Some(meta) => meta.to_plugin_meta(),
+            None => PluginMeta::new("<unnamed: declare Plugin::METADATA>", "?"),
+        }
+    }
 
     /// Checks the part of a reference after `transport:` and returns it in
     /// canonical form, without touching the destination. kpod calls it before it
-    /// opens local storage, so that a bad destination fails fast.
+    /// opens local storage, so that a bad destination fails fast. `transport`
+    /// is always one the plugin claims in [`Plugin::info`] (the SDK refuses the
+    /// others), here and in the other entry points.
     fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError>;
 
     /// Opens a destination for one push. Nothing needs to be visible at the
@@ -268,11 +286,31 @@ extern "C" fn info<P: Plugin>() -> PluginInfo {
     }
 }
 
+/// Refuses a transport that `P` does not claim in [`Plugin::info`], in one
+/// line naming the plugin and the transports it does claim.
+fn check_transport<P: Plugin>(transport: &str) -> Result<(), PluginError> {
+    let meta = P::info();
+    if meta.transports.iter().any(|(name, _)| name == transport) {
+        return Ok(());
+    }
+    let claimed: Vec<&str> = meta.transports.iter().map(|(n, _)| n.as_str()).collect();
+    Err(PluginError::invalid_input(format!(
+        "the {} plugin does not handle the {transport:?} transport (it handles: {})",
+        meta.name,
+        if claimed.is_empty() {
+            "none".to_string()
+        } else {
+            claimed.join(", ")
+        }
+    )))
+}
+
 extern "C" fn parse_reference<P: Plugin>(
     transport: RStr<'_>,
     reference: RStr<'_>,
 ) -> RResult<RString, PluginError> {
     guard("parse_reference", || {
+        check_transport::<P>(transport.as_str())?;
         P::parse_reference(transport.as_str(), reference.as_str()).map(RString::from)
     })
 }
@@ -282,6 +320,7 @@ extern "C" fn parse_source_reference<P: Plugin>(
     reference: RStr<'_>,
 ) -> RResult<RString, PluginError> {
     guard("parse_source_reference", || {
+        check_transport::<P>(transport.as_str())?;
         P::parse_source_reference(transport.as_str(), reference.as_str()).map(RString::from)
     })
 }
@@ -292,6 +331,7 @@ extern "C" fn open_destination<P: Plugin>(
     options: &PushOptions,
 ) -> RResult<DestinationBox, PluginError> {
     guard("open_destination", || {
+        check_transport::<P>(transport.as_str())?;
         let dest = P::open_destination(transport.as_str(), reference.as_str(), options)?;
         Ok(DestinationFfi_TO::from_value(
             DestinationAdapter(dest),
@@ -306,6 +346,7 @@ extern "C" fn open_source<P: Plugin>(
     options: &PushOptions,
 ) -> RResult<SourceBox, PluginError> {
     guard("open_source", || {
+        check_transport::<P>(transport.as_str())?;
         let source = P::open_source(transport.as_str(), reference.as_str(), options)?;
         Ok(SourceFfi_TO::from_value(SourceAdapter(source), TD_Opaque))
     })
@@ -467,8 +508,10 @@ impl DestinationFfi for DestinationAdapter {
 /// kpod_plugin_sdk::export_plugin!(MyPlugin);
 /// ```
 ///
-/// It defines the `KPOD_PLUGIN_ABI_VERSION` symbol and abi_stable's library
-/// header, so the crate needs no dependency other than `kpod-plugin-sdk`.
+/// It defines the `KPOD_PLUGIN_ABI_VERSION` symbol, the read-only
+/// `KPOD_PLUGIN_METADATA` record made from [`Plugin::METADATA`] (see
+/// [`crate::metadata`]) and abi_stable's library header, so the crate needs no
+/// dependency other than `kpod-plugin-sdk`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -479,6 +522,12 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         pub static KPOD_PLUGIN_ABI_VERSION: u32 = $abi;
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub static KPOD_PLUGIN_METADATA: [u8; $crate::metadata::record_len(
+            <$plugin as $crate::Plugin>::METADATA,
+        )] = $crate::metadata::encode(<$plugin as $crate::Plugin>::METADATA, $abi);
 
         #[doc(hidden)]
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
@@ -501,3 +550,6 @@ macro_rules! export_plugin {
         };
     };
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,10 +25,11 @@
 //! struct Hello;
 //!
 //! impl Plugin for Hello {
-//!     fn info() -> PluginMeta {
-//!         PluginMeta::new("hello", env!("CARGO_PKG_VERSION"))
-//!             .transport("hello", "discard images after counting their bytes")
-//!     }
+//!     const METADATA: Option<Metadata> = Some(Metadata::new(
+//!         "hello",
+//!         env!("CARGO_PKG_VERSION"),
+//!         &[("hello", "discard images after counting their bytes")],
+//!     ));
 //!     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
 //!         Ok(reference.to_string())
 //!     }
@@ -79,6 +80,16 @@
 //!   [`export_plugin!`] generates runs under `catch_unwind` and turns a panic into a
 //!   [`PluginError`] of kind [`ErrorKind::Other`].
 //! * Blob data crosses the boundary as a stream of chunks, never whole in memory.
+//!
+//! ## What kpod checks before it loads a plugin
+//!
+//! kpod reads [`Plugin::METADATA`] from the library file (a read-only symbol
+//! that [`export_plugin!`] writes; format in [`metadata`]) without loading it,
+//! and loads only the plugin that serves the transport a command uses. Before
+//! it reads or loads any file it applies trust rules: the file and every
+//! directory above it owned by root or the user running kpod and not writable
+//! by group or others (sticky directories like `/tmp` excepted). A plugin that
+//! declares no metadata is loaded to ask [`Plugin::info`], after the same checks.
 
 #![warn(missing_docs)]
 
@@ -89,6 +100,7 @@ pub mod ffi;
 pub mod held;
 pub mod host;
 pub mod media_types;
+pub mod metadata;
 pub mod options;
 pub mod reference;
 pub mod types;
@@ -121,6 +133,7 @@ pub mod prelude {
     pub use crate::export::{Destination, Plugin, PluginMeta, Source};
     pub use crate::export_plugin;
     pub use crate::media_types;
+    pub use crate::metadata::Metadata;
     pub use crate::options::{Credentials, PushOptions};
     pub use crate::types::{
         BlobInfo, CompressionAlgorithm, LayerCompression, ReuseQuery, TransportInfo,

@@ -25,18 +25,28 @@ pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// The media type of a manifest: its `mediaType` field, else guessed from its
 /// shape as containers/image does (schema 1 with or without signatures, an
-/// index, a Docker schema 2 manifest by its config type, else OCI).
+/// index, a Docker schema 2 manifest by its config type, else OCI). Bytes that
+/// are not JSON are guessed to be an OCI manifest; [`manifest_type`] tells
+/// them apart.
 pub fn guess_manifest_type(manifest: &[u8]) -> String {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(manifest) else {
-        return OCI_MANIFEST.to_string();
-    };
+    manifest_type(manifest).unwrap_or_else(|| OCI_MANIFEST.to_string())
+}
+
+/// As [`guess_manifest_type`], but `None` when `manifest` is not JSON at all,
+/// for a source that refuses such a file rather than guess.
+pub fn manifest_type(manifest: &[u8]) -> Option<String> {
+    let value = serde_json::from_slice::<serde_json::Value>(manifest).ok()?;
+    Some(type_of_json(&value))
+}
+
+fn type_of_json(value: &serde_json::Value) -> String {
     let field = |v: &serde_json::Value, name: &str| {
         v.get(name)
             .and_then(|m| m.as_str())
             .filter(|m| !m.is_empty())
             .map(String::from)
     };
-    if let Some(m) = field(&value, "mediaType") {
+    if let Some(m) = field(value, "mediaType") {
         return m;
     }
     match value.get("schemaVersion").and_then(|v| v.as_i64()) {
@@ -78,5 +88,10 @@ mod tests {
             "application/vnd.docker.distribution.manifest.v1+prettyjws"
         );
         assert_eq!(guess_manifest_type(b"not json"), OCI_MANIFEST);
+        assert_eq!(manifest_type(b"not json"), None);
+        assert_eq!(
+            manifest_type(br#"{"schemaVersion":2}"#).as_deref(),
+            Some(OCI_MANIFEST)
+        );
     }
 }

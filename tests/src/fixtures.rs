@@ -297,6 +297,72 @@ pub fn tricky_layers() -> Vec<Vec<u8>> {
     vec![l1, l2, l3]
 }
 
+/// A merged-/usr image's two layers: the base has `usr/lib` and `lib ->
+/// usr/lib`; the second writes below `lib` (a file, a new directory, a hard
+/// link and a whiteout through it) and below a symlink of its own.
+pub fn merged_usr_layers() -> Vec<Vec<u8>> {
+    let mut l1 = Layer::new();
+    l1.dir("usr", 0o755);
+    l1.dir("usr/lib", 0o755);
+    l1.file("usr/lib/base", b"base\n", 0o644);
+    l1.file("usr/lib/base2", b"base2\n", 0o644);
+    l1.symlink("lib", "usr/lib");
+    let l1 = l1.finish();
+
+    let mut l2 = Layer::new();
+    l2.file("lib/foo", b"foo\n", 0o644);
+    l2.file("lib/sub/deep", b"deep\n", 0o644);
+    l2.hardlink("hfoo", "lib/foo");
+    l2.file("lib/.wh.base2", b"", 0o644);
+    l2.dir("usr", 0o755);
+    l2.dir("usr/lib", 0o755);
+    l2.symlink("own", "usr/lib");
+    l2.file("own/through-own", b"own\n", 0o644);
+    vec![l1, l2.finish()]
+}
+
+/// Two layers writing below symlinks that point out of the layer: absolute
+/// (`alib -> /usr/lib`), climbing above the root (`up -> ../../../usr/lib`,
+/// `esc -> ../../../../etc`), and `abs` naming the host path `outside`,
+/// which the layer also has inside itself. All of them resolve inside.
+pub fn clamped_symlink_layers(outside: &Path) -> Vec<Vec<u8>> {
+    let mirrored = outside.to_str().unwrap().trim_start_matches('/');
+    let mut l1 = Layer::new();
+    l1.dir("usr", 0o755);
+    l1.dir("usr/lib", 0o755);
+    l1.symlink("alib", "/usr/lib");
+    l1.symlink("up", "../../../usr/lib");
+    l1.dir("etc", 0o755);
+    l1.symlink("esc", "../../../../etc");
+    l1.file("esc/passwd", b"clamped into the layer\n", 0o644);
+    let mut acc = String::new();
+    for part in mirrored.split('/') {
+        acc = if acc.is_empty() {
+            part.to_string()
+        } else {
+            format!("{acc}/{part}")
+        };
+        l1.dir(&acc.clone(), 0o755);
+    }
+    l1.symlink("abs", outside.to_str().unwrap());
+    l1.file("abs/evil", b"clamped into the layer\n", 0o644);
+    let l1 = l1.finish();
+
+    let mut l2 = Layer::new();
+    l2.file("alib/afoo", b"afoo\n", 0o644);
+    l2.file("up/ufoo", b"ufoo\n", 0o644);
+    vec![l1, l2.finish()]
+}
+
+/// One layer with a symlink to the host path `outside` (absent from the
+/// layer) and a file written below it.
+pub fn symlink_escape_layer(outside: &Path) -> Vec<u8> {
+    let mut l = Layer::new();
+    l.symlink("out", outside.to_str().unwrap());
+    l.file("out/evil", b"must not leave the layer\n", 0o644);
+    l.finish()
+}
+
 /// Writes an OCI layout with `layers` (uncompressed tars) at `dir` under
 /// `tag`; layers whose index is in `gzipped` are stored gzip-compressed.
 pub fn write_oci_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], gzipped: &[usize]) -> OciLayout {
@@ -619,11 +685,11 @@ impl GpgKey {
     }
 }
 
-/// Loads `layout` into `store` with podman (`podman pull oci:DIR:TAG`), then
-/// names it `name` only; returns the image ID podman reports.
-pub fn load_with_podman(store: &Store, layout: &OciLayout, name: &str) -> String {
-    // podman names the pulled image after the layout's path, which must be a
-    // valid (lower-case) repository name: pull through a lower-case symlink.
+/// `podman pull -q oci:DIR:TAG` of `layout` into `store`, run and given back
+/// whatever its outcome. podman names the pulled image after the layout's
+/// path, which must be a valid (lower-case) repository name: it pulls
+/// through a lower-case symlink.
+pub fn podman_pull_oci(store: &Store, layout: &OciLayout) -> std::process::Output {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let link = std::env::temp_dir().join(format!("kpod-podman-load-{}-{n}", std::process::id()));
@@ -634,7 +700,13 @@ pub fn load_with_podman(store: &Store, layout: &OciLayout, name: &str) -> String
         .arg(format!("oci:{}:{}", link.display(), layout.tag))
         .output();
     let _ = std::fs::remove_file(&link);
-    let out = out.expect("running podman pull");
+    out.expect("running podman pull")
+}
+
+/// Loads `layout` into `store` with podman (`podman pull oci:DIR:TAG`), then
+/// names it `name` only; returns the image ID podman reports.
+pub fn load_with_podman(store: &Store, layout: &OciLayout, name: &str) -> String {
+    let out = podman_pull_oci(store, layout);
     assert!(
         out.status.success(),
         "podman pull of {} failed: {}",

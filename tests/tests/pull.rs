@@ -235,7 +235,13 @@ fn describe_tree(root: &Path) -> Vec<String> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                // An overlay mount lists a whiteout in a directory that has
+                // nothing below it to merge, but cannot look it up.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("lstat {}: {e}", path.display()),
+            };
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             let ft = meta.file_type();
             let what = if ft.is_dir() {
@@ -870,5 +876,161 @@ fn without_root_only_vfs_and_root_owned_files_are_written() {
             assert!(out.status.success(), "{}", stderr_of(&out));
             assert_eq!(stdout_of(&out).trim(), simple.image_id());
         }
+    }
+}
+
+/// `podman image mount` of `image` in `store`: the tree as podman shows it
+/// ([`describe_tree`]), unmounted again.
+fn podman_mounted_tree(store: &Store, image: &str) -> Vec<String> {
+    let out = run_ok(&mut store.podman(["image", "mount", image]));
+    let dir = PathBuf::from(stdout_of(&out).trim());
+    let tree = describe_tree(&dir);
+    run_ok(&mut store.podman(["image", "unmount", image]));
+    tree
+}
+
+/// Pulls `layout` with kpod into a new `driver` store and with podman into
+/// another; checks podman mounts the same tree from both and that kpod
+/// pushes the image back with its original diff IDs; gives back kpod's
+/// store and the tree.
+fn pulled_like_podman(driver: &str, layout: &OciLayout, tmp: &Path) -> (Store, Vec<String>) {
+    use kpod_tests::fixtures::load_with_podman;
+    let ours = Store::new(driver);
+    let id = pull(&ours, layout, IMAGE);
+    let theirs = Store::new(driver);
+    load_with_podman(&theirs, layout, IMAGE);
+    let tree = podman_mounted_tree(&ours, &id);
+    assert_eq!(
+        tree,
+        podman_mounted_tree(&theirs, &id),
+        "{driver}: podman mounts the same tree from kpod's pull as from its own"
+    );
+    let dest = format!(
+        "oci:{}:p",
+        tmp.join(format!("pushed-{}", layout.tag)).display()
+    );
+    kpod_ok(&ours, &["push", "-q", IMAGE, &dest]);
+    assert_eq!(
+        diff_ids(&inspect_config(&dest)),
+        layout.diff_ids,
+        "{driver}"
+    );
+    (ours, tree)
+}
+
+fn assert_lines(driver: &str, tree: &[String], lines: &[&str]) {
+    for line in lines {
+        assert!(
+            tree.iter().any(|l| l.starts_with(line)),
+            "{driver}: no {line:?} in {tree:#?}"
+        );
+    }
+}
+
+#[test]
+fn entries_below_symlinked_directories_land_where_podman_puts_them() {
+    use kpod_tests::fixtures::{
+        clamped_symlink_layers, merged_usr_layers, podman_pull_oci, symlink_escape_layer,
+    };
+    for driver in ["vfs", "overlay"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = write_oci_layout(
+            &tmp.path().join("src"),
+            "merged-usr",
+            &merged_usr_layers(),
+            &[1],
+        );
+        let (ours, tree) = pulled_like_podman(driver, &layout, tmp.path());
+        // vfs applies a layer onto a copy of its parent, so `lib/foo` goes
+        // through the parent's `lib -> usr/lib`; overlay unpacks into the
+        // layer's own directory, where `lib` does not exist and becomes a
+        // directory hiding the symlink (podman's own pull does the same).
+        if driver == "vfs" {
+            assert_lines(
+                driver,
+                &tree,
+                &[
+                    "lib 777 link -> usr/lib",
+                    "usr/lib/foo ",
+                    "usr/lib/sub/deep ",
+                ],
+            );
+            assert!(
+                !tree.iter().any(|l| l.starts_with("usr/lib/base2 ")),
+                "{tree:#?}"
+            );
+        } else {
+            assert_lines(
+                driver,
+                &tree,
+                &["lib 755 dir", "lib/foo ", "lib/sub/deep ", "usr/lib/base2 "],
+            );
+        }
+        assert_lines(
+            driver,
+            &tree,
+            &["hfoo ", "usr/lib/base ", "usr/lib/through-own "],
+        );
+        // containers/storage reads the layers back through the same symlinks.
+        assert_eq!(
+            skopeo_to_dir(&ours, &tmp.path().join("dir")),
+            layout.diff_ids
+        );
+
+        // Symlinks pointing out of the layer resolve inside it, for podman
+        // and kpod; the host directory `abs` names stays empty.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let layout = write_oci_layout(
+            &tmp.path().join("clamped"),
+            "clamped",
+            &clamped_symlink_layers(&outside),
+            &[],
+        );
+        let (_, tree) = pulled_like_podman(driver, &layout, tmp.path());
+        let mirrored = format!(
+            "{} ",
+            outside.strip_prefix("/").unwrap().join("evil").display()
+        );
+        let below = if driver == "vfs" {
+            ["usr/lib/afoo ", "usr/lib/ufoo "]
+        } else {
+            ["alib/afoo ", "up/ufoo "]
+        };
+        assert_lines(
+            driver,
+            &tree,
+            &["etc/passwd ", &mirrored, below[0], below[1]],
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{driver}");
+
+        // A symlink to a host path the layer does not have, then a write
+        // below it: refused by both, nothing written outside, no image.
+        let escape = write_oci_layout(
+            &tmp.path().join("escape"),
+            "escape",
+            &[symlink_escape_layer(&outside)],
+            &[],
+        );
+        let out = kpod_in(&ours)
+            .args(["pull", &escape.reference(), "--name", "localhost/escape:1"])
+            .output()
+            .unwrap();
+        let line = one_error_line(&out, 125);
+        assert!(
+            line.contains("out/evil")
+                && line.contains("is a symlink to")
+                && line.contains("does not exist"),
+            "{driver}: {line}"
+        );
+        let theirs = Store::new(driver);
+        let podman = podman_pull_oci(&theirs, &escape);
+        let why = stderr_of(&podman);
+        assert!(
+            !podman.status.success() && why.contains("/out/evil: no such file or directory"),
+            "{driver}: podman refuses it too: {why}"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{driver}");
+        assert_eq!(podman_images(&ours).len(), 1, "{driver}");
     }
 }

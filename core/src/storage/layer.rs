@@ -11,9 +11,9 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::apply::open_in_tree;
 use super::lock::ReadLock;
 use super::tarsplit::{self, Entry, Expected, FileSource};
 use crate::{Error, Result};
@@ -55,20 +55,11 @@ impl FileSource for Trees {
             }
         }
         for tree in &self.0 {
-            let path = tree.join(&rel);
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-            {
-                Ok(f) => return Ok(f),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(format!(
-                        "file {display:?}: cannot open {}: {e}",
-                        path.display()
-                    ))
-                }
+            // Parents resolved inside the tree, as the entry was written.
+            match open_in_tree(tree, &rel) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => continue,
+                Err(e) => return Err(format!("file {display:?}: {e}")),
             }
         }
         Err(format!(

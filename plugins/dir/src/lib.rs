@@ -26,46 +26,35 @@ use kpod_plugin_sdk::prelude::*;
 pub struct DirPlugin;
 
 impl Plugin for DirPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-dir", env!("CARGO_PKG_VERSION")).transport(
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-dir",
+        env!("CARGO_PKG_VERSION"),
+        &[(
             "dir",
             "a directory with the manifest, blobs and signatures as files (dir:PATH)",
-        )
-    }
+        )],
+    ));
 
-    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         reference::parse(reference).map(|path| path.display().to_string())
     }
 
     fn open_destination(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         _options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError> {
-        check_transport(transport)?;
         let path = reference::parse(reference)?;
         Ok(Box::new(DirDestination::open(&path)?))
     }
 
     fn open_source(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         _options: &PushOptions,
     ) -> Result<Box<dyn Source>, PluginError> {
-        check_transport(transport)?;
         let path = reference::parse(reference)?;
         Ok(Box::new(DirSource::open(&path)?))
-    }
-}
-
-fn check_transport(transport: &str) -> Result<(), PluginError> {
-    if transport == "dir" {
-        Ok(())
-    } else {
-        Err(PluginError::invalid_input(format!(
-            "the dir plugin does not handle the {transport:?} transport"
-        )))
     }
 }
 

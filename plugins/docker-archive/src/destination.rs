@@ -1,20 +1,19 @@
 //! The `docker-archive:` destination: an [`ArchiveWriter`] over a temporary
-//! file next to the target, moved into place at commit.
+//! file next to the target, moved into place at commit. Blobs and the
+//! manifest go through the archive library's [`incoming`] handling.
 
 use crate::reference::ArchiveReference;
-use kpod_docker_archive_writer::{incoming, ArchiveWriter};
+use kpod_docker_archive::incoming::{self, ArchiveSink};
+use kpod_docker_archive::{archive_destination_methods, ArchiveWriter};
 use kpod_plugin_sdk::held::{self, Hold};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use tempfile::NamedTempFile;
-
-/// The name in messages.
-const WHO: &str = "docker-archive";
 
 /// One push into `docker-archive:PATH[:NAME:TAG]`.
 ///
@@ -46,7 +45,6 @@ struct State {
     /// The `flock` that tells later pushes the temporary archive is in use
     /// (released after it is gone).
     _tmp_hold: Option<Hold>,
-    image_added: bool,
 }
 
 impl DockerArchiveDestination {
@@ -69,7 +67,6 @@ impl DockerArchiveDestination {
                     writer: Some(ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file))),
                     tmp: None,
                     _tmp_hold: None,
-                    image_added: false,
                 }),
             });
         }
@@ -111,7 +108,6 @@ impl DockerArchiveDestination {
                 writer: Some(writer),
                 tmp: Some(tmp),
                 _tmp_hold: Some(tmp_hold),
-                image_added: false,
             }),
         })
     }
@@ -122,73 +118,12 @@ impl DockerArchiveDestination {
 }
 
 impl Destination for DockerArchiveDestination {
-    fn supported_manifest_types(&self) -> Vec<String> {
-        vec![media_types::DOCKER_V2S2_MANIFEST.to_string()]
-    }
-
-    fn desired_layer_compression(&self) -> LayerCompression {
-        LayerCompression::Decompress
-    }
-
-    fn has_thread_safe_put_blob(&self) -> bool {
-        false
-    }
-
-    fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
-        let state = self.lock();
-        Ok(state.writer.as_ref().and_then(|w| w.find_reusable(query)))
-    }
-
-    fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        let expected = incoming::announced_digest(info)?;
-        let stored = if incoming::is_config(info) {
-            let config = incoming::read_config(WHO, stream, expected.as_ref(), info)?;
-            let mut state = self.lock();
-            let digest = writer_of(&mut state)?.write_config(&config)?;
-            (digest, config.len() as u64)
-        } else {
-            match (expected.clone(), info.size()) {
-                (Some(digest), Some(size)) => {
-                    let mut state = self.lock();
-                    writer_of(&mut state)?.write_layer(&digest, size, stream)?;
-                    (digest, size)
-                }
-                _ => {
-                    let (mut file, digest, size) = incoming::spool(WHO, &self.spool_dir, stream)?;
-                    incoming::check_blob(WHO, expected.as_ref(), info, &digest, size)?;
-                    let mut state = self.lock();
-                    writer_of(&mut state)?.write_layer(&digest, size, &mut file)?;
-                    (digest, size)
-                }
-            }
-        };
-        Ok(BlobInfo {
-            digest: stored.0.as_str().into(),
-            size: stored.1 as i64,
-            ..info.clone()
-        })
-    }
-
-    fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
-        let (config, layers) = incoming::parse_manifest(WHO, "an archive", manifest, media_type)?;
-        let mut state = self.lock();
-        writer_of(&mut state)?.add_image(&config, &layers, &self.repo_tags)?;
-        state.image_added = true;
-        Ok(())
-    }
+    archive_destination_methods!();
 
     fn commit(&mut self) -> Result<(), PluginError> {
         let mut state = self.lock();
-        if !state.image_added {
-            return Err(PluginError::other(format!(
-                "docker-archive: {}: commit without a manifest",
-                self.target.display()
-            )));
-        }
-        let writer = state
-            .writer
-            .take()
-            .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))?;
+        let writer =
+            incoming::take_for_commit(Self::WHO, &self.target.display(), &mut state.writer)?;
         let Some(tmp) = state.tmp.take() else {
             // Straight into a FIFO or device: finishing flushes it.
             writer
@@ -211,11 +146,25 @@ impl Destination for DockerArchiveDestination {
     }
 }
 
-fn writer_of(state: &mut State) -> Result<&mut ArchiveWriter<BufWriter<File>>, PluginError> {
-    state
-        .writer
-        .as_mut()
-        .ok_or_else(|| PluginError::other("docker-archive: the push was already committed"))
+impl ArchiveSink for DockerArchiveDestination {
+    type Out = BufWriter<File>;
+    const WHO: &'static str = "docker-archive";
+    const READER: &'static str = "an archive";
+
+    fn spool_dir(&self) -> PathBuf {
+        self.spool_dir.clone()
+    }
+
+    fn repo_tags(&self) -> &[Reference] {
+        &self.repo_tags
+    }
+
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut ArchiveWriter<Self::Out>) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        f(incoming::usable(Self::WHO, &mut self.lock().writer)?)
+    }
 }
 
 fn io_error(what: &str, path: &Path, err: io::Error) -> PluginError {

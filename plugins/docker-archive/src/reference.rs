@@ -1,8 +1,10 @@
-//! Parsing of `docker-archive:` references (`PATH[:NAME[:TAG]]`), following
-//! containers/image: the path ends at the first `:` (so it cannot contain
-//! one); the rest is a docker reference, normalised (`busybox` is
-//! `docker.io/library/busybox:latest`); digests are refused.
+//! Parsing of `docker-archive:` references, following containers/image: a
+//! destination is `PATH[:NAME[:TAG]]`, a source that or `PATH:@N`. The path
+//! ends at the first `:` (so it cannot contain one); the rest is a docker
+//! reference, normalised (`busybox` is `docker.io/library/busybox:latest`;
+//! digests are refused), or `@` and the image's position in the archive.
 
+pub use kpod_docker_archive::Selector;
 use kpod_plugin_sdk::reference::Reference;
 use kpod_plugin_sdk::PluginError;
 use std::fmt;
@@ -71,6 +73,59 @@ impl fmt::Display for ArchiveReference {
     }
 }
 
+/// A parsed `docker-archive:` source reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSourceReference {
+    /// The archive file.
+    pub path: PathBuf,
+    /// Which image.
+    pub selector: Selector,
+}
+
+impl ArchiveSourceReference {
+    /// Parses `PATH`, `PATH:NAME[:TAG]` or `PATH:@N` without touching the
+    /// file system.
+    pub fn parse(reference: &str) -> Result<Self, PluginError> {
+        if let Some((path, n)) = reference
+            .split_once(':')
+            .and_then(|(path, rest)| rest.strip_prefix('@').map(|n| (path, n)))
+        {
+            let bad = |why: String| {
+                PluginError::invalid_input(format!(
+                    "invalid docker-archive: reference {reference:?}: {why}"
+                ))
+            };
+            if path.is_empty() {
+                return Err(bad("the path is empty".into()));
+            }
+            let n = n
+                .parse()
+                .map_err(|_| bad(format!("@{n} is not @ followed by an image position")))?;
+            return Ok(ArchiveSourceReference {
+                path: PathBuf::from(path),
+                selector: Selector::Index(n),
+            });
+        }
+        let parsed = ArchiveReference::parse(reference)?;
+        Ok(ArchiveSourceReference {
+            path: parsed.path,
+            selector: parsed.name.map_or(Selector::Only, Selector::Name),
+        })
+    }
+}
+
+impl fmt::Display for ArchiveSourceReference {
+    /// `PATH`, `PATH:NAME:TAG` (normalised) or `PATH:@N`, as parsed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        match &self.selector {
+            Selector::Only => Ok(()),
+            Selector::Name(name) => write!(f, ":{name}"),
+            Selector::Index(n) => write!(f, ":@{n}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +144,7 @@ mod tests {
 
     #[test]
     fn bad_references_are_refused() {
-        let digest = format!("a.tar:busybox@sha256:{}", "0".repeat(64));
+        let digest = format!("a.tar:busybox@{}", kpod_plugin_sdk::Digest::of(b"x"));
         for bad in ["", ":busybox", "a.tar:", "a.tar:@0", "a.tar:Busy", &digest] {
             let err = ArchiveReference::parse(bad).unwrap_err();
             assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::InvalidInput, "{bad}");
@@ -97,6 +152,30 @@ mod tests {
                 err.message.starts_with("invalid docker-archive: reference"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn source_references() {
+        let r = ArchiveSourceReference::parse("a.tar:@1").unwrap();
+        assert_eq!(r.selector, Selector::Index(1));
+        assert_eq!(r.to_string(), "a.tar:@1");
+        assert_eq!(
+            ArchiveSourceReference::parse("a.tar:busybox")
+                .unwrap()
+                .to_string(),
+            "a.tar:docker.io/library/busybox:latest"
+        );
+        let r = ArchiveSourceReference::parse("a.tar").unwrap();
+        assert_eq!(r.selector, Selector::Only);
+        let r = ArchiveSourceReference::parse("a.tar:busybox").unwrap();
+        match r.selector {
+            Selector::Name(n) => assert_eq!(n.to_string(), "docker.io/library/busybox:latest"),
+            other => panic!("{other:?}"),
+        }
+        for bad in ["", ":@1", "a.tar:@x", "a.tar:Bad"] {
+            let err = ArchiveSourceReference::parse(bad).unwrap_err();
+            assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::InvalidInput, "{bad}");
         }
     }
 }

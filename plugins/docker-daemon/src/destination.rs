@@ -1,5 +1,6 @@
 //! The `docker-daemon:` destination: an [`ArchiveWriter`] whose output is the
-//! body of a running image load request.
+//! body of a running image load request. Blobs and the manifest go through
+//! the archive library's [`incoming`] handling.
 
 use crate::host::DockerHost;
 use crate::pipe::{self, PipeBody, PipeWriter};
@@ -8,10 +9,13 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::ImportImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
-use kpod_docker_archive_writer::{incoming, ArchiveWriter};
+use kpod_docker_archive::incoming::{self, ArchiveSink};
+use kpod_docker_archive::{archive_destination_methods, ArchiveWriter};
+use kpod_plugin_sdk::error::{one_line, single_line};
 use kpod_plugin_sdk::prelude::*;
 use kpod_plugin_sdk::reference::Reference;
-use std::io::{BufWriter, Read};
+use std::io::BufWriter;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -22,9 +26,6 @@ use tokio::task::JoinHandle;
 const LOAD_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a dropped push waits for the daemon to notice the abort.
 const ABORT_GRACE: Duration = Duration::from_secs(30);
-
-/// The name in messages.
-const WHO: &str = "docker-daemon";
 
 /// One push into `docker-daemon:NAME:TAG`.
 ///
@@ -46,7 +47,6 @@ struct State {
     writer: Option<ArchiveWriter<BufWriter<PipeWriter>>>,
     /// The load request; `None` once its outcome has been collected.
     load: Option<JoinHandle<Result<Vec<String>, PluginError>>>,
-    image_added: bool,
 }
 
 impl DaemonDestination {
@@ -78,7 +78,6 @@ impl DaemonDestination {
                     writer,
                 ))),
                 load: Some(load),
-                image_added: false,
             }),
         })
     }
@@ -90,22 +89,6 @@ impl DaemonDestination {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs `f` on the archive writer. When it fails because the daemon
-    /// ended the request early, the daemon's own error is returned instead.
-    fn with_writer<T>(
-        &self,
-        f: impl FnOnce(&mut ArchiveWriter<BufWriter<PipeWriter>>) -> Result<T, PluginError>,
-    ) -> Result<T, PluginError> {
-        let mut state = self.lock();
-        let writer = state.writer.as_mut().ok_or_else(|| {
-            PluginError::other("docker-daemon: the push was already committed or aborted")
-        })?;
-        match f(writer) {
-            Ok(v) => Ok(v),
-            Err(e) => Err(self.daemon_verdict(&mut state).err().unwrap_or(e)),
-        }
     }
 
     /// When the load request has already ended, its outcome (an error when
@@ -156,11 +139,11 @@ pub(crate) fn daemon_error(host: &str, doing: &str, err: &BollardError) -> Plugi
             message,
         } => PluginError::other(format!(
             "docker-daemon: {doing} the Docker daemon at {host}: the daemon answered {status_code}: {}",
-            flatten(message)
+            single_line(message)
         )),
         BollardError::DockerStreamError { error } => PluginError::other(format!(
             "docker-daemon: {doing} the Docker daemon at {host}: {}",
-            flatten(error)
+            single_line(error)
         )),
         other => PluginError::network(format!(
             "docker-daemon: {doing} the Docker daemon at {host}: {}",
@@ -169,80 +152,10 @@ pub(crate) fn daemon_error(host: &str, doing: &str, err: &BollardError) -> Plugi
     }
 }
 
-/// An error and its sources, as one line.
-pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = next {
-        let text = flatten(&e.to_string());
-        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
-}
-
-fn flatten(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 impl Destination for DaemonDestination {
-    fn supported_manifest_types(&self) -> Vec<String> {
-        vec![media_types::DOCKER_V2S2_MANIFEST.to_string()]
-    }
-
-    fn desired_layer_compression(&self) -> LayerCompression {
-        LayerCompression::Decompress
-    }
-
-    fn has_thread_safe_put_blob(&self) -> bool {
-        false
-    }
-
-    fn try_reuse_blob(&self, query: &ReuseQuery) -> Result<Option<BlobInfo>, PluginError> {
-        // Only blobs already in this archive: `docker load` cannot refer to
-        // layers the daemon holds.
-        let state = self.lock();
-        Ok(state.writer.as_ref().and_then(|w| w.find_reusable(query)))
-    }
-
-    fn put_blob(&self, stream: &mut dyn Read, info: &BlobInfo) -> Result<BlobInfo, PluginError> {
-        let expected = incoming::announced_digest(info)?;
-        let (digest, size) = if incoming::is_config(info) {
-            let config = incoming::read_config(WHO, stream, expected.as_ref(), info)?;
-            let digest = self.with_writer(|w| w.write_config(&config))?;
-            (digest, config.len() as u64)
-        } else {
-            match (expected.clone(), info.size()) {
-                (Some(digest), Some(size)) => {
-                    self.with_writer(|w| w.write_layer(&digest, size, stream))?;
-                    (digest, size)
-                }
-                _ => {
-                    let (mut file, digest, size) =
-                        incoming::spool(WHO, &std::env::temp_dir(), stream)?;
-                    incoming::check_blob(WHO, expected.as_ref(), info, &digest, size)?;
-                    self.with_writer(|w| w.write_layer(&digest, size, &mut file))?;
-                    (digest, size)
-                }
-            }
-        };
-        Ok(BlobInfo {
-            digest: digest.as_str().into(),
-            size: size as i64,
-            compression: CompressionAlgorithm::None,
-            ..info.clone()
-        })
-    }
-
-    fn put_manifest(&self, manifest: &[u8], media_type: &str) -> Result<(), PluginError> {
-        let (config, layers) = incoming::parse_manifest(WHO, "docker load", manifest, media_type)?;
-        let tags = [self.reference.clone()];
-        self.with_writer(|w| w.add_image(&config, &layers, &tags))?;
-        self.lock().image_added = true;
-        Ok(())
-    }
+    // Reuses only blobs already in this archive: `docker load` cannot refer to
+    // layers the daemon holds.
+    archive_destination_methods!();
 
     fn supports_signatures(&self) -> Result<(), PluginError> {
         Err(PluginError::unsupported(
@@ -259,15 +172,7 @@ impl Destination for DaemonDestination {
 
     fn commit(&mut self) -> Result<(), PluginError> {
         let mut state = self.lock();
-        if !state.image_added {
-            return Err(PluginError::other(format!(
-                "docker-daemon: {}: commit without a manifest",
-                self.reference
-            )));
-        }
-        let writer = state.writer.take().ok_or_else(|| {
-            PluginError::other("docker-daemon: the push was already committed or aborted")
-        })?;
+        let writer = incoming::take_for_commit(Self::WHO, &self.reference, &mut state.writer)?;
         let ended = writer.finish().and_then(|out| {
             let pipe = out.into_inner().map_err(|e| {
                 PluginError::from(e.into_error()).context("docker-daemon: sending the archive")
@@ -299,6 +204,33 @@ impl Destination for DaemonDestination {
             )));
         }
         Ok(())
+    }
+}
+
+impl ArchiveSink for DaemonDestination {
+    type Out = BufWriter<PipeWriter>;
+    const WHO: &'static str = "docker-daemon";
+    const READER: &'static str = "docker load";
+
+    fn spool_dir(&self) -> PathBuf {
+        std::env::temp_dir()
+    }
+
+    fn repo_tags(&self) -> &[Reference] {
+        std::slice::from_ref(&self.reference)
+    }
+
+    /// When `f` fails because the daemon ended the request early, the
+    /// daemon's own error is returned instead.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut ArchiveWriter<Self::Out>) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        let mut state = self.lock();
+        match f(incoming::usable(Self::WHO, &mut state.writer)?) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.daemon_verdict(&mut state).err().unwrap_or(e)),
+        }
     }
 }
 

@@ -110,7 +110,7 @@ impl DockerHost {
         let cannot = |e: bollard::errors::Error| {
             PluginError::network(format!(
                 "docker-daemon: cannot connect to the Docker daemon at {self}: {}",
-                crate::destination::one_line(&e)
+                kpod_plugin_sdk::error::one_line(&e)
             ))
         };
         let timeout = REQUEST_TIMEOUT.as_secs();

@@ -2,7 +2,7 @@
 //! Engine, as `docker load` would.
 //!
 //! The image travels as a `docker save` archive, written by the shared
-//! [`kpod_docker_archive_writer::ArchiveWriter`] into a bounded in-memory pipe
+//! [`kpod_docker_archive::ArchiveWriter`] into a bounded in-memory pipe
 //! ([`pipe`]) whose other end is the body of the Engine's image load request
 //! (`POST /images/load`, through bollard). Nothing is spooled to disk and at
 //! most a few chunks are held in memory. The archive's `manifest.json` is
@@ -27,39 +27,29 @@ pub const TRANSPORT: &str = "docker-daemon";
 pub struct DockerDaemonPlugin;
 
 impl Plugin for DockerDaemonPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-docker-daemon", env!("CARGO_PKG_VERSION")).transport(
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-docker-daemon",
+        env!("CARGO_PKG_VERSION"),
+        &[(
             TRANSPORT,
             "load into a Docker Engine (docker-daemon:NAME:TAG; DOCKER_HOST)",
-        )
-    }
+        )],
+    ));
 
-    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         let parsed = DaemonReference::parse(reference)?;
         parsed.destination_name()?;
         Ok(parsed.to_string())
     }
 
     fn open_destination(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError> {
-        check_transport(transport)?;
         let reference = DaemonReference::parse(reference)?;
         let host = DockerHost::from_options(options)?;
         Ok(Box::new(DaemonDestination::open(&reference, &host)?))
-    }
-}
-
-fn check_transport(transport: &str) -> Result<(), PluginError> {
-    if transport == TRANSPORT {
-        Ok(())
-    } else {
-        Err(PluginError::invalid_input(format!(
-            "the docker-daemon plugin does not handle the {transport:?} transport"
-        )))
     }
 }
 

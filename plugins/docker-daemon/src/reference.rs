@@ -4,7 +4,7 @@
 //! loaded under `NAME:TAG`, so a destination refuses digests.
 
 use kpod_plugin_sdk::reference::Reference;
-use kpod_plugin_sdk::PluginError;
+use kpod_plugin_sdk::{Digest, PluginError};
 use std::fmt;
 
 /// A parsed `docker-daemon:` reference.
@@ -59,8 +59,7 @@ impl DaemonReference {
 
 /// `sha256:<64 hex>` or 64 bare hex digits: an image ID, as docker accepts.
 fn is_image_id(text: &str) -> bool {
-    let hex = text.strip_prefix("sha256:").unwrap_or(text);
-    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    Digest::parse(text).is_ok() || Digest::from_hex(text).is_ok()
 }
 
 impl fmt::Display for DaemonReference {
@@ -89,7 +88,7 @@ mod tests {
 
     #[test]
     fn digests_parse_but_are_no_destination() {
-        let text = format!("busybox@sha256:{}", "a".repeat(64));
+        let text = format!("busybox@{}", kpod_plugin_sdk::Digest::of(b"x"));
         let r = DaemonReference::parse(&text).unwrap();
         let err = r.destination_name().unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);

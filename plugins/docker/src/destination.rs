@@ -2,7 +2,7 @@
 
 use crate::client::{ClientOptions, RegistryClient};
 use crate::env::Environment;
-use crate::{credentials, tls};
+use crate::{credentials, reference, tls};
 use kpod_plugin_sdk::media_types;
 use kpod_plugin_sdk::reference::Reference;
 use kpod_plugin_sdk::types::ReuseCandidate;
@@ -58,7 +58,7 @@ impl DockerDestination {
     }
 
     /// The registry client (for callers that need more than the destination
-    /// trait, like the `atomic:` transport).
+    /// trait).
     pub fn client(&self) -> &RegistryClient {
         &self.client
     }
@@ -80,13 +80,9 @@ impl DockerDestination {
     }
 
     /// The repository of a candidate's location when it is another repository on
-    /// this registry. Locations are `docker://host/path[:tag]` (what kpod's
-    /// blob-info cache records as `transport:reference`) or `host/path`.
+    /// this registry ([`reference::parse_location`]).
     fn mount_source(&self, candidate: &ReuseCandidate) -> Option<String> {
-        let text = candidate.location.as_str();
-        let text = text.strip_prefix("docker:").unwrap_or(text);
-        let text = text.strip_prefix("//").unwrap_or(text);
-        let other = Reference::parse_name_only_ok(text).ok()?;
+        let other = reference::parse_location(candidate.location.as_str())?;
         (other.domain() == self.reference.domain() && other.path() != self.repo())
             .then(|| other.path().to_string())
     }

@@ -1,6 +1,7 @@
 //! Turning registry answers and transport failures into one-line
 //! [`PluginError`]s.
 
+use kpod_plugin_sdk::error::one_line;
 use kpod_plugin_sdk::{ErrorKind, PluginError};
 use serde::Deserialize;
 
@@ -107,18 +108,10 @@ impl RegistryError {
 }
 
 /// A one-line description of a transport error with all its causes
-/// (`error sending request ...: invalid peer certificate: UnknownIssuer`).
+/// (`error sending request ...: invalid peer certificate: UnknownIssuer`),
+/// without request URLs and with a hint for TLS trouble.
 pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    let mut line = strip_urls(&parts.join(": ").replace('\n', " "));
+    let mut line = strip_urls(&one_line(err));
     let lower = line.to_lowercase();
     if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
         line.push_str(" (the server may speak plain HTTP: use --tls-verify=false for it)");

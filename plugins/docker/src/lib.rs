@@ -2,11 +2,11 @@
 //! registry that speaks the Docker Registry HTTP API V2 (CNCF distribution,
 //! Quay, Harbor, GHCR, ...).
 //!
-//! Built as a kpod plugin (`cdylib`) and as an `rlib` so that other transports
-//! (`atomic:`) reuse [`client::RegistryClient`] and [`DockerDestination`].
+//! Built as a kpod plugin (`cdylib`) and as an `rlib`, so that the integration
+//! tests can drive [`DockerDestination`] and [`DockerSource`] directly.
 //!
 //! References are `docker://[host[:port]/]path[:tag|@digest]`, normalised as
-//! docker does ([`kpod_plugin_sdk::reference`]). Credentials come from
+//! docker does ([`reference`]). Credentials come from
 //! `--creds`, then auth files and credential helpers in podman's order
 //! ([`credentials`]); TLS uses system roots plus `--cert-dir` or the registry's
 //! `certs.d` directory ([`tls`]).
@@ -18,6 +18,7 @@ pub mod destination;
 pub mod env;
 pub mod errors;
 pub mod platform;
+pub mod reference;
 pub mod source;
 pub mod tls;
 
@@ -26,32 +27,22 @@ pub use env::Environment;
 pub use source::DockerSource;
 
 use kpod_plugin_sdk::prelude::*;
-use kpod_plugin_sdk::reference::Reference;
 
 /// The transport name.
 pub const TRANSPORT: &str = "docker";
-
-/// Parses the part after `docker:` (which must start with `//`).
-pub fn parse_docker_reference(reference: &str) -> Result<Reference, PluginError> {
-    let rest = reference.strip_prefix("//").ok_or_else(|| {
-        PluginError::invalid_input(format!(
-            "docker:{reference}: a docker reference must start with //, as in docker://quay.io/team/app:tag"
-        ))
-    })?;
-    Reference::parse(rest).map_err(|e| e.context("docker:"))
-}
 
 /// The plugin's entry points.
 pub struct DockerPlugin;
 
 impl Plugin for DockerPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-docker", env!("CARGO_PKG_VERSION"))
-            .transport(TRANSPORT, "a Docker Registry HTTP API V2 registry")
-    }
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-docker",
+        env!("CARGO_PKG_VERSION"),
+        &[(TRANSPORT, "a Docker Registry HTTP API V2 registry")],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
-        parse_docker_reference(reference).map(|r| format!("//{r}"))
+        reference::parse(reference).map(|r| format!("//{r}"))
     }
 
     fn open_destination(
@@ -59,7 +50,7 @@ impl Plugin for DockerPlugin {
         reference: &str,
         options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError> {
-        let reference = parse_docker_reference(reference)?;
+        let reference = reference::parse(reference)?;
         Ok(Box::new(DockerDestination::open(&reference, options)?))
     }
 
@@ -68,7 +59,7 @@ impl Plugin for DockerPlugin {
         reference: &str,
         options: &PushOptions,
     ) -> Result<Box<dyn Source>, PluginError> {
-        let reference = parse_docker_reference(reference)?;
+        let reference = reference::parse(reference)?;
         Ok(Box::new(DockerSource::open(&reference, options)?))
     }
 }

@@ -215,7 +215,7 @@ mod tests {
                 }
                 serde_json::json!({
                     "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": format!("sha256:{}", format!("{i}").repeat(64)),
+                    "digest": Digest::from_hex(&i.to_string().repeat(64)).unwrap().to_string(),
                     "size": 1, "platform": p,
                 })
             })

@@ -257,7 +257,7 @@ mod tests {
             source("busybox").names(),
             vec!["docker.io/library/busybox:latest"]
         );
-        let d = format!("sha256:{}", "a".repeat(64));
+        let d = Digest::of(b"a manifest");
         assert_eq!(
             source(&format!("quay.io/x/y@{d}")).names(),
             vec![format!("quay.io/x/y@{d}")]

@@ -201,11 +201,14 @@ fn set_ref_name(entry: &mut OrderedObject, name: Option<&str>) -> Result<(), Plu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kpod_plugin_sdk::Digest;
 
     fn new(digest: char, tag: Option<&str>) -> NewManifest {
         NewManifest {
             media_type: media_types::OCI_MANIFEST.to_string(),
-            digest: format!("sha256:{}", digest.to_string().repeat(64)),
+            digest: Digest::from_hex(&digest.to_string().repeat(64))
+                .unwrap()
+                .to_string(),
             size: 10,
             tag: tag.map(str::to_string),
         }

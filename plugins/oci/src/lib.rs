@@ -25,8 +25,8 @@ pub mod run;
 pub mod source;
 
 pub use destination::OciDestination;
-pub use reference::OciReference;
-pub use source::{OciSource, OciSourceReference};
+pub use reference::{OciReference, OciSourceReference};
+pub use source::OciSource;
 
 use kpod_plugin_sdk::prelude::*;
 
@@ -34,49 +34,36 @@ use kpod_plugin_sdk::prelude::*;
 pub struct OciPlugin;
 
 impl Plugin for OciPlugin {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-oci", env!("CARGO_PKG_VERSION"))
-            .transport("oci", "an OCI image layout directory (oci:PATH[:TAG])")
-    }
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-oci",
+        env!("CARGO_PKG_VERSION"),
+        &[("oci", "an OCI image layout directory (oci:PATH[:TAG])")],
+    ));
 
-    fn parse_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         OciReference::parse(reference).map(|r| r.to_string())
     }
 
-    fn parse_source_reference(transport: &str, reference: &str) -> Result<String, PluginError> {
-        check_transport(transport)?;
+    fn parse_source_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         OciSourceReference::parse(reference).map(|r| r.to_string())
     }
 
     fn open_destination(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         _options: &PushOptions,
     ) -> Result<Box<dyn Destination>, PluginError> {
-        check_transport(transport)?;
         let reference = OciReference::parse(reference)?;
         Ok(Box::new(OciDestination::open(&reference)?))
     }
 
     fn open_source(
-        transport: &str,
+        _transport: &str,
         reference: &str,
         _options: &PushOptions,
     ) -> Result<Box<dyn Source>, PluginError> {
-        check_transport(transport)?;
         let reference = OciSourceReference::parse(reference)?;
         Ok(Box::new(OciSource::open(&reference)?))
-    }
-}
-
-fn check_transport(transport: &str) -> Result<(), PluginError> {
-    if transport == "oci" {
-        Ok(())
-    } else {
-        Err(PluginError::invalid_input(format!(
-            "the oci plugin does not handle the {transport:?} transport"
-        )))
     }
 }
 

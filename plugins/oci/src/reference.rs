@@ -1,14 +1,16 @@
-//! Parsing of `oci:` references (`PATH[:TAG]`), following containers/image:
-//! the path ends at the first `:`, so it cannot contain one; what follows is
-//! the image name stored as `org.opencontainers.image.ref.name`, which must
-//! match the OCI annotation grammar (`component(/component)*`, components of
-//! letters and digits joined by one of `-._:@+` or by `--`).
+//! Parsing of `oci:` references, following containers/image: a destination
+//! is `PATH[:TAG]`, a source `PATH[:NAME]` or `PATH:@N`. The path ends at the
+//! first `:`, so it cannot contain one; what follows is the image name stored
+//! as `org.opencontainers.image.ref.name`, which must match the OCI annotation
+//! grammar (`component(/component)*`, components of letters and digits joined
+//! by one of `-._:@+` or by `--`), or `@` and the image's position in
+//! `index.json`.
 
 use kpod_plugin_sdk::PluginError;
 use std::fmt;
 use std::path::PathBuf;
 
-/// A parsed `oci:` destination.
+/// A parsed `oci:` destination reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciReference {
     /// The layout directory, as given.
@@ -63,6 +65,73 @@ impl fmt::Display for OciReference {
             write!(f, ":{tag}")?;
         }
         Ok(())
+    }
+}
+
+/// Which manifest of the layout to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The only manifest of the layout.
+    Only,
+    /// The manifest whose ref.name annotation is this.
+    Name(String),
+    /// The manifest at this position in `index.json`.
+    Index(usize),
+}
+
+/// A parsed `oci:` source reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciSourceReference {
+    /// The layout directory.
+    pub path: PathBuf,
+    /// Which manifest.
+    pub selector: Selector,
+}
+
+impl OciSourceReference {
+    /// Parses `PATH[:NAME]` or `PATH:@N` without touching the file system.
+    pub fn parse(reference: &str) -> Result<Self, PluginError> {
+        let (path, tag) = reference.split_once(':').unwrap_or((reference, ""));
+        let bad = |why: String| {
+            PluginError::invalid_input(format!("invalid oci: reference {reference:?}: {why}"))
+        };
+        if path.is_empty() {
+            return Err(bad(
+                "the path is empty (use oci:PATH[:NAME] or oci:PATH:@N)".into(),
+            ));
+        }
+        if path.contains('\0') {
+            return Err(bad("the path contains a NUL byte".into()));
+        }
+        let selector = if tag.is_empty() {
+            Selector::Only
+        } else if let Some(n) = tag.strip_prefix('@') {
+            Selector::Index(n.parse().map_err(|_| {
+                bad(format!(
+                    "{tag:?} is not @ followed by a manifest position (a number)"
+                ))
+            })?)
+        } else if valid_ref_name(tag) {
+            Selector::Name(tag.to_string())
+        } else {
+            return Err(bad(format!("{tag:?} is not a valid image name")));
+        };
+        Ok(OciSourceReference {
+            path: PathBuf::from(path),
+            selector,
+        })
+    }
+}
+
+impl fmt::Display for OciSourceReference {
+    /// `PATH`, `PATH:NAME` or `PATH:@N`, as parsed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        match &self.selector {
+            Selector::Only => Ok(()),
+            Selector::Name(name) => write!(f, ":{name}"),
+            Selector::Index(n) => write!(f, ":@{n}"),
+        }
     }
 }
 
@@ -140,6 +209,23 @@ mod tests {
         }
         for bad in ["", "-a", "a-", "a__b", "a.-b", "é"] {
             assert!(!valid_ref_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn source_references() {
+        let r = OciSourceReference::parse("l:@2").unwrap();
+        assert_eq!(r.selector, Selector::Index(2));
+        let r = OciSourceReference::parse("l").unwrap();
+        assert_eq!(r.selector, Selector::Only);
+        let r = OciSourceReference::parse("l:a/b:c").unwrap();
+        assert_eq!(r.selector, Selector::Name("a/b:c".into()));
+        for text in ["l:@2", "l", "l:a/b:c"] {
+            assert_eq!(OciSourceReference::parse(text).unwrap().to_string(), text);
+        }
+        for bad in ["", ":x", "l:@x", "l:-a"] {
+            let err = OciSourceReference::parse(bad).unwrap_err();
+            assert_eq!(err.kind, kpod_plugin_sdk::ErrorKind::InvalidInput, "{bad}");
         }
     }
 }

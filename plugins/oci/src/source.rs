@@ -2,81 +2,15 @@
 //! `index.json` names the manifests; `oci:PATH:NAME` picks the one whose
 //! `org.opencontainers.image.ref.name` annotation is `NAME`, `oci:PATH:@N` the
 //! `N`th entry, and `oci:PATH` the only one (it is an error when there are
-//! several). Blobs, the manifest included, are `blobs/sha256/<hex>`.
+//! several; [`OciSourceReference`] parses these). Blobs, the manifest
+//! included, are `blobs/sha256/<hex>`.
 
 use crate::index::{ref_name, Index};
-use crate::reference::valid_ref_name;
+use crate::reference::{OciSourceReference, Selector};
 use kpod_plugin_sdk::prelude::*;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-/// Which manifest of the layout to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    /// The only manifest of the layout.
-    Only,
-    /// The manifest whose ref.name annotation is this.
-    Name(String),
-    /// The manifest at this position in `index.json`.
-    Index(usize),
-}
-
-/// A parsed `oci:` source reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OciSourceReference {
-    /// The layout directory.
-    pub path: PathBuf,
-    /// Which manifest.
-    pub selector: Selector,
-}
-
-impl OciSourceReference {
-    /// Parses `PATH[:NAME]` or `PATH:@N` without touching the file system.
-    pub fn parse(reference: &str) -> Result<Self, PluginError> {
-        let (path, tag) = reference.split_once(':').unwrap_or((reference, ""));
-        let bad = |why: String| {
-            PluginError::invalid_input(format!("invalid oci: reference {reference:?}: {why}"))
-        };
-        if path.is_empty() {
-            return Err(bad(
-                "the path is empty (use oci:PATH[:NAME] or oci:PATH:@N)".into(),
-            ));
-        }
-        if path.contains('\0') {
-            return Err(bad("the path contains a NUL byte".into()));
-        }
-        let selector = if tag.is_empty() {
-            Selector::Only
-        } else if let Some(n) = tag.strip_prefix('@') {
-            Selector::Index(n.parse().map_err(|_| {
-                bad(format!(
-                    "{tag:?} is not @ followed by a manifest position (a number)"
-                ))
-            })?)
-        } else if valid_ref_name(tag) {
-            Selector::Name(tag.to_string())
-        } else {
-            return Err(bad(format!("{tag:?} is not a valid image name")));
-        };
-        Ok(OciSourceReference {
-            path: PathBuf::from(path),
-            selector,
-        })
-    }
-}
-
-impl std::fmt::Display for OciSourceReference {
-    /// `PATH`, `PATH:NAME` or `PATH:@N`, as parsed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        match &self.selector {
-            Selector::Only => Ok(()),
-            Selector::Name(name) => write!(f, ":{name}"),
-            Selector::Index(n) => write!(f, ":@{n}"),
-        }
-    }
-}
 
 /// An image source over one manifest of an OCI layout.
 #[derive(Debug)]
@@ -214,28 +148,6 @@ impl Source for OciSource {
                 format!("opening {}", file.display()),
                 e,
             )),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_references() {
-        let r = OciSourceReference::parse("l:@2").unwrap();
-        assert_eq!(r.selector, Selector::Index(2));
-        let r = OciSourceReference::parse("l").unwrap();
-        assert_eq!(r.selector, Selector::Only);
-        let r = OciSourceReference::parse("l:a/b:c").unwrap();
-        assert_eq!(r.selector, Selector::Name("a/b:c".into()));
-        for text in ["l:@2", "l", "l:a/b:c"] {
-            assert_eq!(OciSourceReference::parse(text).unwrap().to_string(), text);
-        }
-        for bad in ["", ":x", "l:@x", "l:-a"] {
-            let err = OciSourceReference::parse(bad).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::InvalidInput, "{bad}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Laying down one entry (file, directory, link, device) the way
 //! containers/storage's `archive.UnpackLayer` does.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -36,7 +36,11 @@ pub(super) struct Applier<'a> {
     pub(super) privileged: bool,
     /// Paths this layer created, and their ancestors (vfs opaque whiteouts keep them).
     pub(super) created: HashSet<PathBuf>,
-    seen: HashSet<PathBuf>,
+    /// Every entry name so far, and whether it was a directory.
+    seen: HashMap<PathBuf, bool>,
+    /// Entries that landed elsewhere than their name (through a symlink):
+    /// where, their name, and whether they were directories.
+    redirected: HashMap<PathBuf, (PathBuf, bool)>,
     dirs: Vec<DirMeta>,
     pub(super) uids: BTreeSet<u32>,
     pub(super) gids: BTreeSet<u32>,
@@ -50,7 +54,8 @@ impl<'a> Applier<'a> {
             opts,
             privileged: sys::privileged(),
             created: HashSet::new(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            redirected: HashMap::new(),
             dirs: Vec::new(),
             uids: BTreeSet::new(),
             gids: BTreeSet::new(),
@@ -66,7 +71,7 @@ impl<'a> Applier<'a> {
         let key = normalized
             .clone()
             .unwrap_or_else(|| PathBuf::from(OsStr::from_bytes(&h.name)));
-        if !self.seen.insert(key) {
+        if self.seen.insert(key, h.kind == Kind::Dir).is_some() {
             return Err(Error::InvalidInput(format!(
                 "layer tar has more than one entry for {name:?}, which tar-split \
                  (and so containers/storage) does not support"
@@ -96,23 +101,32 @@ impl<'a> Applier<'a> {
                 "layer tar entry {name:?}: empty name for something that is not a directory"
             )));
         }
+        if let Kind::Other(flag) = h.kind {
+            return Err(Error::InvalidInput(format!(
+                "layer tar entry {name:?}: unsupported tar entry type {:?}",
+                char::from(flag)
+            )));
+        }
+        // Where the entry lands: its parents resolved inside the tree.
+        let at = if rel.as_os_str().is_empty() {
+            PathBuf::new()
+        } else {
+            prepare_parents(self.root, &rel, &name)?
+        };
+        self.one_entry_per_file(&rel, &at, h.kind == Kind::Dir, &name)?;
+        let path = self.root.join(&at);
         let mut crc = None;
         match h.kind {
-            Kind::Regular => crc = self.regular(h, &rel, &name, input)?,
-            Kind::Dir => self.dir(h, &rel, &name)?,
-            Kind::Symlink => self.symlink(h, &rel, &name)?,
-            Kind::HardLink => self.hard_link(h, &rel, &name)?,
-            Kind::Char | Kind::Block | Kind::Fifo => self.node(h, &rel, &name)?,
-            Kind::GlobalPax => {}
-            Kind::Other(flag) => {
-                return Err(Error::InvalidInput(format!(
-                    "layer tar entry {name:?}: unsupported tar entry type {:?}",
-                    char::from(flag)
-                )))
-            }
+            Kind::Regular => crc = self.regular(h, &path, &name, input)?,
+            Kind::Dir => self.dir(h, path, &name)?,
+            Kind::Symlink => self.symlink(h, &path, &name)?,
+            Kind::HardLink => self.hard_link(h, &path, &name)?,
+            Kind::Char | Kind::Block | Kind::Fifo => self.node(h, &path, &name)?,
+            // Handled above.
+            Kind::GlobalPax | Kind::Other(_) => {}
         }
         if self.opts.layout == Layout::Vfs {
-            let mut p = rel;
+            let mut p = at;
             while !p.as_os_str().is_empty() && self.created.insert(p.clone()) {
                 p.pop();
             }
@@ -160,28 +174,48 @@ impl<'a> Applier<'a> {
         self.copy_content(h, input, None)
     }
 
+    /// Refuses an entry that lands (at `at`, through a symlink) where an
+    /// earlier entry of another name did, or the other way round, unless both
+    /// are directories: the tree keeps one file for both, and tar-split
+    /// reassembly (here and in containers/storage) would read the wrong one.
+    fn one_entry_per_file(&mut self, rel: &Path, at: &Path, dir: bool, name: &str) -> Result<()> {
+        let earlier = if at == rel {
+            self.redirected.get(at).cloned()
+        } else if let Some(&was_dir) = self.seen.get(at) {
+            Some((at.to_path_buf(), was_dir))
+        } else {
+            self.redirected
+                .insert(at.to_path_buf(), (rel.to_path_buf(), dir))
+                .filter(|(other, _)| other != rel)
+        };
+        match earlier {
+            Some((other, was_dir)) if !(was_dir && dir) => Err(Error::InvalidInput(format!(
+                "layer tar entry {name:?}: {} is the same file in the layer tree as the earlier \
+                 entry {} (through a symlink), which tar-split (and so containers/storage) \
+                 cannot reassemble",
+                rel.display(),
+                other.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn regular(
         &mut self,
         h: &Header,
-        rel: &Path,
+        path: &Path,
         name: &str,
         input: &mut Input<'_>,
     ) -> Result<Option<u64>> {
-        let path = prepare_parents(self.root, rel, name)?;
-        clear(&path, false, name)?;
-        let mut file = create(&path, name)?;
+        clear(path, false, name)?;
+        let mut file = create(path, name)?;
         let crc = self.copy_content(h, input, Some(&mut file))?;
         drop(file);
-        self.metadata(&path, h, name)?;
+        self.metadata(path, h, name)?;
         Ok(crc)
     }
 
-    fn dir(&mut self, h: &Header, rel: &Path, name: &str) -> Result<()> {
-        let path = if rel.as_os_str().is_empty() {
-            self.root.to_path_buf()
-        } else {
-            prepare_parents(self.root, rel, name)?
-        };
+    fn dir(&mut self, h: &Header, path: PathBuf, name: &str) -> Result<()> {
         if !clear(&path, true, name)? {
             fs::DirBuilder::new()
                 .mode(0o700)
@@ -198,17 +232,18 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn symlink(&mut self, h: &Header, rel: &Path, name: &str) -> Result<()> {
-        let path = prepare_parents(self.root, rel, name)?;
-        clear(&path, false, name)?;
-        std::os::unix::fs::symlink(OsStr::from_bytes(&h.link), &path)
+    fn symlink(&mut self, h: &Header, path: &Path, name: &str) -> Result<()> {
+        clear(path, false, name)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(&h.link), path)
             .map_err(|e| fs_error(name, format!("creating symlink {}", path.display()), e))?;
-        self.owner_and_xattrs(&path, h, name)?;
-        sys::set_times(&path, atime(h), h.mtime)
+        self.owner_and_xattrs(path, h, name)?;
+        sys::set_times(path, atime(h), h.mtime)
             .map_err(|e| fs_error(name, format!("setting times of {}", path.display()), e))
     }
 
-    fn hard_link(&mut self, h: &Header, rel: &Path, name: &str) -> Result<()> {
+    /// A hard link to `h.link`, whose parents are resolved inside the tree
+    /// like the entry's own (the target itself is not followed, as `link(2)`).
+    fn hard_link(&mut self, h: &Header, path: &Path, name: &str) -> Result<()> {
         let link = String::from_utf8_lossy(&h.link).into_owned();
         let target_rel = normalize(&h.link)
             .filter(|t| !t.as_os_str().is_empty())
@@ -217,15 +252,14 @@ impl<'a> Applier<'a> {
                     "layer tar entry {name:?}: hard link target {link:?} is outside the layer tree"
                 ))
             })?;
-        if target_rel == rel {
-            return Err(Error::InvalidInput(format!(
-                "layer tar entry {name:?}: hard link to itself"
-            )));
-        }
-        let path = prepare_parents(self.root, rel, name)?;
         if let Some((target, meta)) = lookup(self.root, &target_rel, name)? {
-            clear(&path, false, name)?;
-            fs::hard_link(&target, &path).map_err(|e| {
+            if target == path {
+                return Err(Error::InvalidInput(format!(
+                    "layer tar entry {name:?}: hard link to itself"
+                )));
+            }
+            clear(path, false, name)?;
+            fs::hard_link(&target, path).map_err(|e| {
                 fs_error(
                     name,
                     format!("linking {} to {}", path.display(), target.display()),
@@ -235,15 +269,15 @@ impl<'a> Applier<'a> {
             // As containers/storage does, the link's header sets the shared
             // inode's owner and xattrs, and its mode and times unless it is a symlink.
             if meta.file_type().is_symlink() {
-                return self.owner_and_xattrs(&path, h, name);
+                return self.owner_and_xattrs(path, h, name);
             }
-            return self.metadata(&path, h, name);
+            return self.metadata(path, h, name);
         }
         if self.opts.layout == Layout::Overlay {
             for lower in self.opts.lowers {
                 if let Some((source, meta)) = lookup(lower, &target_rel, name)? {
-                    clear(&path, false, name)?;
-                    return self.copy_from_lower(h, &source, &meta, &path, name);
+                    clear(path, false, name)?;
+                    return self.copy_from_lower(h, &source, &meta, path, name);
                 }
             }
         }
@@ -298,15 +332,14 @@ impl<'a> Applier<'a> {
         self.metadata(path, h, name)
     }
 
-    fn node(&mut self, h: &Header, rel: &Path, name: &str) -> Result<()> {
-        let path = prepare_parents(self.root, rel, name)?;
-        clear(&path, false, name)?;
+    fn node(&mut self, h: &Header, path: &Path, name: &str) -> Result<()> {
+        clear(path, false, name)?;
         let (kind, what) = match h.kind {
             Kind::Char => (FileType::CharacterDevice, "character device"),
             Kind::Block => (FileType::BlockDevice, "block device"),
             _ => (FileType::Fifo, "FIFO"),
         };
-        sys::mknod(&path, kind, h.mode, h.dev_major, h.dev_minor).map_err(|e| {
+        sys::mknod(path, kind, h.mode, h.dev_major, h.dev_minor).map_err(|e| {
             let why = if e.raw_os_error() == Some(libc::EPERM) {
                 " (creating devices needs CAP_MKNOD)"
             } else {
@@ -314,7 +347,7 @@ impl<'a> Applier<'a> {
             };
             fs_error(name, format!("creating {what} {}{why}", path.display()), e)
         })?;
-        self.metadata(&path, h, name)
+        self.metadata(path, h, name)
     }
 
     /// Owner, extended attributes, mode and times of a file, device or FIFO
@@ -334,7 +367,8 @@ impl<'a> Applier<'a> {
             // the user's subordinate IDs, which kpod does not map.
             if uid != 0 || gid != 0 {
                 return Err(Error::InvalidInput(format!(
-                    "layer tar entry {name:?} is owned by {uid}:{gid}: without root, kpod can only                      write layers whose files belong to root (no user namespace mapping yet)"
+                    "layer tar entry {name:?} is owned by {uid}:{gid}: without root, kpod can only \
+                     write layers whose files belong to root (no user namespace mapping yet)"
                 )));
             }
             return Ok(());

@@ -5,7 +5,8 @@
 //!
 //! * [`input`]: the stream, hashed, with the raw bytes kept for segments.
 //! * [`header`]: tar headers as Go's `archive/tar` reads them.
-//! * [`paths`]: entry names as paths in the tree, never through a symlink.
+//! * [`paths`]: entry names as paths in the tree, symlinks among their parents
+//!   resolved inside it (as in a chroot), never outside.
 //! * [`entries`]: files, directories, links and devices.
 //! * [`whiteout`]: whiteouts and opaque directories, per layout.
 //! * [`sys`]: the system calls (ownership, mode, times, xattrs, mknod).
@@ -21,6 +22,7 @@ mod input;
 mod paths;
 mod sys;
 
+pub(crate) use paths::open_in_tree;
 pub(crate) use sys::privileged;
 mod whiteout;
 
@@ -77,8 +79,12 @@ pub struct AppliedLayer {
 /// gzip-compressed, to `tar_split` (the exact bytes of
 /// `<layer-id>.tar-split.gz`). The stream is read to its end.
 ///
-/// Fails, naming the entry, on a malformed or truncated tar, a name that
-/// would leave `tree` (a `..` component, a parent that is a symlink), GNU
+/// Parents that are symlinks are resolved inside `tree`, as containers/storage
+/// resolves them unpacking chrooted into it (for overlay the lower layers are
+/// not seen, so `lib/foo` over a lower `lib -> usr/lib` makes a directory
+/// `lib`, as there). Fails, naming the entry, on a malformed or truncated tar,
+/// a `..` component in a name, a parent that is not a directory or leads
+/// nowhere, two names for one file (through a symlink), GNU
 /// sparse files, duplicate entries (which tar-split cannot record) and
 /// filesystem errors. On failure `tree` may hold part of the layer.
 pub fn apply_layer(

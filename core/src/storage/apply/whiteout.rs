@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::entries::Applier;
 use super::header::Header;
-use super::paths::{clear, fs_error, prepare_parents};
+use super::paths::{clear, fs_error, prepare_parents, resolve, unresolvable, Landing, Missing};
 use super::{sys, Layout};
 use crate::{Error, Result};
 
@@ -32,17 +32,7 @@ impl Applier<'_> {
         name: &str,
     ) -> Result<()> {
         if base == OPAQUE {
-            // Creates the directory itself when missing.
-            let marker = prepare_parents(self.root, rel, name)?;
-            let dir = marker.parent().unwrap_or(self.root);
-            return match self.opts.layout {
-                Layout::Overlay => sys::lsetxattr(dir, OPAQUE_XATTR, b"y")
-                    .map_err(|e| fs_error(name, format!("marking {} opaque", dir.display()), e)),
-                Layout::Vfs => {
-                    let dir_rel = rel.parent().unwrap_or(Path::new(""));
-                    self.remove_older_children(dir, dir_rel, name)
-                }
-            };
+            return self.opaque(rel, name);
         }
         if base.starts_with(META_PREFIX) {
             return Ok(());
@@ -54,19 +44,56 @@ impl Applier<'_> {
             )));
         }
         let target_rel = rel.with_file_name(OsStr::from_bytes(hidden));
-        let path = prepare_parents(self.root, &target_rel, name)?;
-        clear(&path, false, name)?;
-        if self.opts.layout == Layout::Overlay {
-            sys::mknod(&path, rustix::fs::FileType::CharacterDevice, 0, 0, 0).map_err(|e| {
-                fs_error(
-                    name,
-                    format!("creating the whiteout device {}", path.display()),
-                    e,
-                )
-            })?;
-            self.owner(&path, h.uid, h.gid, name)?;
+        match self.opts.layout {
+            Layout::Overlay => {
+                // containers/storage's mknod fails on a parent leading nowhere.
+                let path = self
+                    .root
+                    .join(prepare_parents(self.root, &target_rel, name)?);
+                clear(&path, false, name)?;
+                sys::mknod(&path, rustix::fs::FileType::CharacterDevice, 0, 0, 0).map_err(|e| {
+                    fs_error(
+                        name,
+                        format!("creating the whiteout device {}", path.display()),
+                        e,
+                    )
+                })?;
+                self.owner(&path, h.uid, h.gid, name)
+            }
+            Layout::Vfs => {
+                // Below a symlink leading nowhere there is nothing to delete.
+                let resolved = resolve(self.root, &target_rel, Missing::Create)
+                    .map_err(|e| unresolvable(name, &target_rel, self.root, e))?;
+                if let Landing::At(at) = resolved {
+                    clear(&self.root.join(at), false, name)?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    /// The opaque marker `rel`: overlay marks its directory (followed if a
+    /// symlink, created if missing); vfs removes what the parent layers have
+    /// in it, unless it is a symlink, which containers/storage's walk of the
+    /// directory does not follow.
+    fn opaque(&mut self, rel: &Path, name: &str) -> Result<()> {
+        let dir_rel = rel.parent().unwrap_or(Path::new(""));
+        if self.opts.layout == Layout::Vfs {
+            let own = prepare_parents(self.root, dir_rel, name)?;
+            if fs::symlink_metadata(self.root.join(&own)).is_ok_and(|m| m.file_type().is_symlink())
+            {
+                return Ok(());
+            }
+        }
+        // Creates the directory itself when missing.
+        let marker = prepare_parents(self.root, rel, name)?;
+        let dir_at = marker.parent().unwrap_or(Path::new(""));
+        let dir = self.root.join(dir_at);
+        match self.opts.layout {
+            Layout::Overlay => sys::lsetxattr(&dir, OPAQUE_XATTR, b"y")
+                .map_err(|e| fs_error(name, format!("marking {} opaque", dir.display()), e)),
+            Layout::Vfs => self.remove_older_children(&dir, dir_at, name),
+        }
     }
 
     /// vfs opaque directory: removes every child of `dir` (recursively) that

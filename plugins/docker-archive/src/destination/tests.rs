@@ -1,4 +1,5 @@
 use super::*;
+use std::io::Read;
 
 const CONFIG: &[u8] =
     br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;

@@ -11,12 +11,14 @@ use std::path::PathBuf;
 struct Example;
 
 impl Plugin for Example {
-    fn info() -> PluginMeta {
-        PluginMeta::new("kpod-example", env!("CARGO_PKG_VERSION")).transport(
+    const METADATA: Option<Metadata> = Some(Metadata::new(
+        "kpod-example",
+        env!("CARGO_PKG_VERSION"),
+        &[(
             "example",
             "example third-party transport: blobs in a directory",
-        )
-    }
+        )],
+    ));
 
     fn parse_reference(_transport: &str, reference: &str) -> Result<String, PluginError> {
         if reference.is_empty() {

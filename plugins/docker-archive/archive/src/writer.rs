@@ -1,16 +1,5 @@
-//! [`ArchiveWriter`]: the `docker save` archive format, written as one tar
-//! stream to any [`Write`], never seeking and never holding a layer in memory.
-//!
-//! The layout is the one containers/image (`skopeo copy ... docker-archive:`)
-//! writes, which `docker load` and `podman load` read:
-//!
-//! * `<hex>.tar`, one uncompressed layer tar per distinct layer,
-//! * `<hex>.json`, the image config,
-//! * `<layer id>/layer.tar` (a symbolic link to `../<hex>.tar`),
-//!   `<layer id>/VERSION` (`1.0`) and `<layer id>/json`: the legacy per-layer
-//!   metadata of the pre-1.10 format, chained by `parent`,
-//! * `manifest.json`: `[{"Config": .., "RepoTags": [..], "Layers": [..]}]`,
-//! * `repositories`: `{name: {tag: top layer id}}`.
+//! [`ArchiveWriter`]: the archive written as one tar stream to any [`Write`],
+//! never seeking and never holding a layer in memory.
 //!
 //! For the same image and name the archive is byte for byte the one skopeo
 //! (containers/image) writes: same entry order, Go-style tar headers (mode
@@ -19,14 +8,12 @@
 //! Entries are written in that order, so a tar header always precedes data
 //! whose digest and size are known in advance: the caller must know a
 //! layer's digest and size before streaming it (spool it to a temporary file
-//! first if not). The same writer serves the `docker-daemon:` transport, which
-//! streams the archive into the Engine's image load call.
+//! first if not, as [`crate::incoming::put_blob`] does).
 
-pub mod incoming;
-
+use crate::go_json::{go_compact, json_object, json_string};
+use crate::{config_file, layer_file, ManifestItem};
 use kpod_plugin_sdk::reference::Reference;
 use kpod_plugin_sdk::{BlobInfo, Digest, DigestingReader, PluginError, ReuseQuery};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -48,23 +35,6 @@ pub struct ArchiveWriter<W: Write> {
     /// Set when a write failed half-way: the stream is no longer usable.
     failed: bool,
 }
-
-/// One element of `manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ManifestItem {
-    /// The config's file name in the archive.
-    #[serde(rename = "Config")]
-    pub config: String,
-    /// `name:tag` strings, fully qualified (`docker.io/library/busybox:latest`).
-    #[serde(rename = "RepoTags")]
-    pub repo_tags: Vec<String>,
-    /// The layers' file names in the archive, base layer first.
-    #[serde(rename = "Layers")]
-    pub layers: Vec<String>,
-}
-
-/// The largest config accepted (containers/image allows 4 MiB).
-pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
 
 impl<W: Write> ArchiveWriter<W> {
     /// A writer that sends the archive to `out`.
@@ -395,16 +365,6 @@ const LEGACY_TOP_LAYER_KEYS: [&str; 7] = [
     "os",
 ];
 
-/// `<hex>.tar`.
-pub fn layer_file(digest: &Digest) -> String {
-    format!("{}.tar", digest.hex())
-}
-
-/// `<hex>.json`.
-pub fn config_file(digest: &Digest) -> String {
-    format!("{}.json", digest.hex())
-}
-
 fn set_path(header: &mut tar::Header, name: &str) -> Result<(), PluginError> {
     header
         .set_path(name)
@@ -424,55 +384,6 @@ fn finish_header(header: &mut tar::Header) {
     let sum: u32 = bytes.iter().map(|&b| u32::from(b)).sum();
     let field = format!("{sum:06o}\0 ");
     bytes[148..156].copy_from_slice(&field.as_bytes()[field.len() - 8..]);
-}
-
-/// `text` as a JSON string.
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "null".to_string())
-}
-
-/// A JSON object of already-encoded values, keys in order.
-fn json_object(members: &BTreeMap<&str, String>) -> String {
-    let members: Vec<String> = members
-        .iter()
-        .map(|(k, v)| format!("{}:{v}", json_string(k)))
-        .collect();
-    format!("{{{}}}", members.join(","))
-}
-
-/// Compacts valid JSON text as Go's `json.Marshal` does with a raw message:
-/// white space outside strings removed, `<`, `>`, `&`, U+2028 and U+2029
-/// escaped (they can only occur inside strings).
-fn go_compact(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in raw.chars() {
-        if in_string {
-            match c {
-                _ if escaped => {
-                    escaped = false;
-                    out.push(c);
-                    continue;
-                }
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-        } else if c.is_ascii_whitespace() {
-            continue;
-        } else if c == '"' {
-            in_string = true;
-        }
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 fn write_error(what: &str, err: io::Error) -> PluginError {
