@@ -12,11 +12,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::{require_tool, run_ok};
+use crate::{require_tool, run_ok, stderr_of};
 
 /// An OCI image layout written by a fixture function.
 #[derive(Debug, Clone)]
@@ -494,6 +494,30 @@ impl Store {
         }
     }
 
+    /// kpod's global options for this store: `--root`, `--runroot`, `--storage-driver`.
+    pub fn kpod_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--root".into(),
+            self.root.clone().into(),
+            "--runroot".into(),
+            self.runroot.clone().into(),
+            "--storage-driver".into(),
+            self.driver.clone().into(),
+        ]
+    }
+
+    /// `kpod ARGS` on this store; fails the test unless it succeeds.
+    pub fn kpod_ok(&self, args: &[&str]) -> Output {
+        let out = self.kpod().args(args).output().expect("running kpod");
+        assert!(
+            out.status.success(),
+            "kpod {args:?} failed ({}): {}",
+            out.status,
+            stderr_of(&out)
+        );
+        out
+    }
+
     /// A new empty vfs store.
     pub fn new_vfs() -> Store {
         Store::new("vfs")
@@ -560,11 +584,7 @@ impl Store {
     pub fn kpod(&self) -> Command {
         let mut cmd = crate::kpod();
         cmd.env("CONTAINERS_STORAGE_CONF", &self.conf)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--runroot")
-            .arg(&self.runroot)
-            .args(["--storage-driver", &self.driver]);
+            .args(self.kpod_args());
         cmd
     }
 
@@ -605,18 +625,6 @@ pub fn load_into_store(store: &Store, layout: &OciLayout, name: &str) -> String 
             .arg(store.reference(name)),
     );
     layout.image_id()
-}
-
-/// Copies `layout` into `store` as `name` with skopeo, signed by `key`
-/// (skopeo's `--sign-by`, so the store holds the signature as podman would).
-pub fn sign_into_store(store: &Store, layout: &OciLayout, name: &str, key: &GpgKey) {
-    run_ok(
-        store
-            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
-            .env("GNUPGHOME", &key.home)
-            .arg(layout.reference())
-            .arg(store.reference(name)),
-    );
 }
 
 /// A throw-away GnuPG home with one signing key (ed25519, no passphrase).
@@ -662,6 +670,18 @@ impl GpgKey {
             email,
             fingerprint,
         }
+    }
+
+    /// Copies `layout` into `store` as `name` with `skopeo copy --sign-by`
+    /// this key: the stored image carries one signature of its manifest.
+    pub fn copy_signed(&self, layout: &OciLayout, store: &Store, name: &str) {
+        run_ok(
+            store
+                .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &self.email])
+                .env("GNUPGHOME", &self.home)
+                .arg(layout.reference())
+                .arg(store.reference(name)),
+        );
     }
 }
 

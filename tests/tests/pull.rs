@@ -24,14 +24,7 @@ fn kpod_in(store: &Store) -> Command {
 }
 
 fn kpod_ok(store: &Store, args: &[&str]) -> Output {
-    let out = kpod_in(store).args(args).output().expect("running kpod");
-    assert!(
-        out.status.success(),
-        "kpod {args:?} failed ({}): {}",
-        out.status,
-        stderr_of(&out)
-    );
-    out
+    store.kpod_ok(args)
 }
 
 fn pull(store: &Store, layout: &OciLayout, name: &str) -> String {
@@ -793,13 +786,7 @@ fn signatures_come_along_and_skopeo_reads_them_from_the_store() {
     // skopeo signs for a named destination (a store), then copies image and
     // signature to dir:.
     let first = Store::new("vfs");
-    run_ok(
-        first
-            .skopeo(["--insecure-policy", "copy", "-q", "--sign-by", &key.email])
-            .env("GNUPGHOME", &key.home)
-            .arg(layout.reference())
-            .arg(first.reference(IMAGE)),
-    );
+    key.copy_signed(&layout, &first, IMAGE);
     let signed = tmp.path().join("signed");
     run_ok(
         first

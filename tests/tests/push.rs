@@ -3,8 +3,7 @@
 //! the real peers (skopeo, umoci).
 
 use kpod_tests::fixtures::{
-    load_into_store, sign_into_store, tricky_layers, tricky_oci_layout, write_oci_layout, GpgKey,
-    OciLayout, Store,
+    load_into_store, tricky_layers, tricky_oci_layout, write_oci_layout, GpgKey, OciLayout, Store,
 };
 use kpod_tests::skopeo::{
     copy_verifies, diff_ids, inspect_config, inspect_raw, layer_media_types, skopeo,
@@ -466,7 +465,7 @@ fn signatures_are_kept_where_possible_and_never_silently_invalidated() {
     // Uncompressed layers, so that dir: can keep the manifest exactly as signed.
     let layout = write_oci_layout(&tmp.path().join("src"), "tricky", &tricky_layers(), &[]);
     let store = Store::new_vfs();
-    sign_into_store(&store, &layout, IMAGE, &key);
+    key.copy_signed(&layout, &store, IMAGE);
     let fx = Fixture {
         store,
         layout,

@@ -2,9 +2,7 @@
 //! containers/storage) is checked against policy.json before anything is
 //! written, `signedBy` verified in Rust.
 
-use kpod_tests::fixtures::{
-    load_into_store, sign_into_store, tricky_layers, write_oci_layout, GpgKey, Store,
-};
+use kpod_tests::fixtures::{load_into_store, tricky_layers, write_oci_layout, GpgKey, Store};
 use kpod_tests::{kpod, one_error_line, run_ok, stderr_of};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -42,7 +40,7 @@ fn signed_by_policies_are_evaluated_before_anything_is_written() {
     let other = GpgKey::new(&tmp.path().join("other"));
     let layout = write_oci_layout(&tmp.path().join("src"), "t", &tricky_layers(), &[]);
     let store = Store::new_vfs();
-    sign_into_store(&store, &layout, SIGNED, &key);
+    key.copy_signed(&layout, &store, SIGNED);
     let unsigned = write_oci_layout(&tmp.path().join("src2"), "u", &tricky_layers()[..1], &[]);
     load_into_store(&store, &unsigned, UNSIGNED);
     let key_file = tmp.path().join("key.gpg");

@@ -1,4 +1,5 @@
-//! Layer reassembly: replay a layer's tar-split, reading each file's content
+//! Layer reassembly: replay a layer's tar-split (the shared
+//! [`tarsplit::Assembler`]), reading each file's content
 //! from the driver's tree, and give back the original tar byte for byte.
 //!
 //! Each file's CRC-64 and the whole stream's sha256 (against the layer's
@@ -12,11 +13,9 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use super::apply::open_in_tree;
 use super::lock::ReadLock;
-use super::tarsplit::{self, Entry, CRC64};
+use super::tarsplit::{self, Entry, Expected, FileSource};
 use crate::{Error, Result};
 
 /// Where one layer's pieces are.
@@ -39,37 +38,51 @@ pub struct LayerFiles {
     pub lock: PathBuf,
 }
 
-enum Current {
-    None,
-    Segment {
-        data: Vec<u8>,
-        pos: usize,
-    },
-    File {
-        file: File,
-        name: String,
-        remaining: u64,
-        crc: crc::Digest<'static, u64, crc::Table<16>>,
-        expected: u64,
-    },
+/// File content looked up in a layer's tree, then in its lower layers' trees.
+struct Trees(Vec<PathBuf>);
+
+impl FileSource for Trees {
+    type File = File;
+
+    fn open(&mut self, name: &[u8]) -> std::result::Result<File, String> {
+        let display = Entry::display_name(name);
+        let mut rel = PathBuf::new();
+        for part in name.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => return Err(format!("file {display:?}: name leaves the layer tree")),
+                p => rel.push(OsStr::from_bytes(p)),
+            }
+        }
+        for tree in &self.0 {
+            // Parents resolved inside the tree, as the entry was written.
+            match open_in_tree(tree, &rel) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => continue,
+                Err(e) => return Err(format!("file {display:?}: {e}")),
+            }
+        }
+        Err(format!(
+            "file {display:?} is missing from the layer tree {}",
+            self.0
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ))
+    }
 }
 
 /// The reassembled tar of one layer; implements [`Read`].
 pub struct LayerReader {
-    files: LayerFiles,
-    entries: tarsplit::Reader<flate2::read::MultiGzDecoder<File>>,
-    current: Current,
-    sha: Sha256,
-    written: u64,
-    done: bool,
-    failed: Option<String>,
+    layer_id: String,
+    tar: tarsplit::Assembler<flate2::read::MultiGzDecoder<File>, Trees>,
     _lock: ReadLock,
 }
 
 impl std::fmt::Debug for LayerReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LayerReader")
-            .field("layer", &self.files.layer_id)
+            .field("layer", &self.layer_id)
             .finish()
     }
 }
@@ -97,172 +110,27 @@ impl LayerReader {
                 files.tar_split.display()
             ))
         })?;
+        let tar = tarsplit::Assembler::new(
+            tarsplit::Reader::from_gzip(split),
+            files.tar_split.display().to_string(),
+            Trees(files.trees),
+            Expected {
+                digest: files.diff_digest,
+                size: files.diff_size,
+            },
+            format!("{}, layer {}", files.image, files.layer_id),
+        );
         Ok(LayerReader {
-            files,
-            entries: tarsplit::Reader::from_gzip(split),
-            current: Current::None,
-            sha: Sha256::new(),
-            written: 0,
-            done: false,
-            failed: None,
+            layer_id: files.layer_id,
+            tar,
             _lock: lock,
         })
-    }
-
-    fn fail(&mut self, what: String) -> io::Error {
-        let msg = format!(
-            "{}, layer {}: {what}",
-            self.files.image, self.files.layer_id
-        );
-        self.failed = Some(msg.clone());
-        io::Error::new(io::ErrorKind::InvalidData, msg)
-    }
-
-    fn open_content(&self, name: &[u8]) -> std::result::Result<File, String> {
-        let display = Entry::display_name(name);
-        let mut rel = PathBuf::new();
-        for part in name.split(|&b| b == b'/') {
-            match part {
-                b"" | b"." => {}
-                b".." => return Err(format!("file {display:?}: name leaves the layer tree")),
-                p => rel.push(OsStr::from_bytes(p)),
-            }
-        }
-        for tree in &self.files.trees {
-            // Parents resolved inside the tree, as the entry was written.
-            match open_in_tree(tree, &rel) {
-                Ok(Some(f)) => return Ok(f),
-                Ok(None) => continue,
-                Err(e) => return Err(format!("file {display:?}: {e}")),
-            }
-        }
-        Err(format!(
-            "file {display:?} is missing from the layer tree {}",
-            self.files
-                .trees
-                .first()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        ))
-    }
-
-    fn emit(&mut self, n: usize, buf: &[u8]) -> usize {
-        self.sha.update(&buf[..n]);
-        self.written += n as u64;
-        n
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        let got = format!("sha256:{}", hex::encode(self.sha.clone().finalize()));
-        if got != self.files.diff_digest {
-            return Err(self.fail(format!(
-                "reassembled tar has digest {got}, expected {} (the layer's files or tar-split changed)",
-                self.files.diff_digest
-            )));
-        }
-        if let Some(size) = self.files.diff_size {
-            if size != self.written {
-                return Err(self.fail(format!(
-                    "reassembled tar has {} bytes, expected {size}",
-                    self.written
-                )));
-            }
-        }
-        self.done = true;
-        Ok(())
     }
 }
 
 impl Read for LayerReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(msg) = &self.failed {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, msg.clone()));
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if self.done {
-                return Ok(0);
-            }
-            match &mut self.current {
-                Current::Segment { data, pos } => {
-                    if *pos < data.len() {
-                        let n = (data.len() - *pos).min(buf.len());
-                        buf[..n].copy_from_slice(&data[*pos..*pos + n]);
-                        *pos += n;
-                        return Ok(self.emit(n, buf));
-                    }
-                    self.current = Current::None;
-                }
-                Current::File {
-                    file,
-                    name,
-                    remaining,
-                    crc,
-                    expected,
-                } => {
-                    if *remaining > 0 {
-                        let want = (*remaining).min(buf.len() as u64) as usize;
-                        let n = match file.read(&mut buf[..want]) {
-                            Ok(n) => n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                let what = format!("file {name:?}: read error: {e}");
-                                return Err(self.fail(what));
-                            }
-                        };
-                        if n == 0 {
-                            let what = format!("file {name:?} is shorter than recorded in the tar-split (changed on disk)");
-                            return Err(self.fail(what));
-                        }
-                        crc.update(&buf[..n]);
-                        *remaining -= n as u64;
-                        return Ok(self.emit(n, buf));
-                    }
-                    let mut extra = [0u8; 1];
-                    let longer = matches!(file.read(&mut extra), Ok(n) if n > 0);
-                    let sum = std::mem::replace(crc, CRC64.digest()).finalize();
-                    let (name, expected) = (name.clone(), *expected);
-                    if longer {
-                        return Err(self.fail(format!("file {name:?} is longer than recorded in the tar-split (changed on disk)")));
-                    }
-                    if sum != expected {
-                        return Err(self.fail(format!(
-                            "file {name:?} does not match its recorded CRC-64 (changed on disk)"
-                        )));
-                    }
-                    self.current = Current::None;
-                }
-                Current::None => match self.entries.next() {
-                    None => {
-                        self.finish()?;
-                        return Ok(0);
-                    }
-                    Some(Err(e)) => {
-                        let what = format!("tar-split {}: {e}", self.files.tar_split.display());
-                        return Err(self.fail(what));
-                    }
-                    Some(Ok(Entry::Segment(data))) => {
-                        self.current = Current::Segment { data, pos: 0 }
-                    }
-                    Some(Ok(Entry::File { size: 0, .. })) => {}
-                    Some(Ok(Entry::File { name, size, crc })) => {
-                        let file = match self.open_content(&name) {
-                            Ok(f) => f,
-                            Err(what) => return Err(self.fail(what)),
-                        };
-                        self.current = Current::File {
-                            file,
-                            name: Entry::display_name(&name),
-                            remaining: size,
-                            crc: CRC64.digest(),
-                            expected: crc.unwrap_or_default(),
-                        };
-                    }
-                },
-            }
-        }
+        self.tar.read(buf)
     }
 }
 
@@ -278,7 +146,9 @@ pub fn layer_tree(root: &Path, driver: &str, id: &str) -> PathBuf {
 mod tests {
     use super::*;
     use base64::Engine;
+    use sha2::{Digest as _, Sha256};
     use std::io::Write;
+    use tarsplit::CRC64;
 
     /// A one-file tar and its tar-split, written by hand.
     fn one_file_layer(dir: &Path, content: &[u8]) -> (PathBuf, String, u64) {
@@ -370,8 +240,8 @@ mod tests {
         f.diff_digest = "sha512:00".into();
         let err = LayerReader::open(f).unwrap_err().to_string();
         assert!(err.contains("not sha256"), "{err}");
-        let reader = LayerReader::open(files(dir.path(), split, "sha256:00".into(), 0)).unwrap();
-        let err = reader.open_content(b"etc/../../x").unwrap_err();
+        let mut trees = Trees(files(dir.path(), split, "sha256:00".into(), 0).trees);
+        let err = trees.open(b"etc/../../x").unwrap_err();
         assert!(err.contains("leaves the layer tree"), "{err}");
     }
 }
